@@ -1,0 +1,530 @@
+"""Tables and plots of a run or a sweep: `python -m sed.report DIR [--metric KEY] [--group-by KEY ...]`.
+
+DIR is a run directory or a Hydra multirun/sweep directory; every folder below it (DIR included)
+that holds `.hydra/` is a run. A run's status is:
+
+- ``finished``: `metrics.json` exists and parses to a JSON object;
+- ``failed``: `metrics.json` exists but cannot be parsed, or it is missing and a log of the run
+  (`*.log` / `*.err` in the run dir, `.hydra/`, `.submitit/`) holds a Python traceback or Hydra's
+  "Error executing job"; the `error` column quotes the exception line;
+- ``unfinished``: no `metrics.json` and no error in the logs (still running, or killed without a
+  traceback, e.g. out of memory or out of time).
+
+Runs that did not finish are counted per group (`n_failed`, `n_unfinished`), listed in
+summary.md and printed: never silently dropped. Output goes to DIR/report/ by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = [
+    "DEFAULT_OVER",
+    "Report",
+    "ReportError",
+    "SWEEP_PARAMS",
+    "collect_runs",
+    "find_run_dirs",
+    "main",
+    "metric_columns",
+    "override_columns",
+    "parse_override",
+    "report",
+    "summarize",
+    "summary_markdown",
+]
+
+FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
+RESERVED = ("run_dir", "status", "error")
+DEFAULT_OVER = ("seed", "data.fold")
+SWEEP_PARAMS = ("sampler.gamma", "sampler.p_min", "sampler.p_max")
+# metrics.json keys without a `SPLIT/` prefix (DESIGN.md).
+RUN_SCALARS = ("best_epoch", "epochs", "train_seconds")
+_ERROR_MARKERS = ("Traceback (most recent call last)", "Error executing job")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class ReportError(ValueError):
+    """A directory, run or option that sed.report cannot use."""
+
+
+# --------------------------------------------------------------------------- collecting runs
+
+
+def find_run_dirs(directory: str | Path) -> list[Path]:
+    """Every folder at or below `directory` that holds `.hydra/`, in natural order (2 before 10)."""
+    root = Path(directory)
+    found = []
+    for current, dirs, _ in os.walk(root):
+        if ".hydra" in dirs:
+            found.append(Path(current))
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort key that orders numbered Hydra job dirs numerically."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path)) if t]
+
+
+def _parse_value(text: str) -> Any:
+    """An override value as YAML would read it (numbers, bools, null); lists stay strings so
+    that they can be grouped on; `1e-3` counts as a number although YAML 1.1 says string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list | dict):
+        return text
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split a Hydra override (`key=value`, `+key=value`, `++key=value`, `~key`) into key and
+    parsed value; a deletion `~key` gives None."""
+    text = str(text).strip()
+    key, sep, value = text.partition("=")
+    key = key.lstrip("+~").strip()
+    if not key:
+        raise ReportError(f"override {text!r} has no key")
+    if text.startswith("~") or not sep:
+        return key, None
+    return key, _parse_value(value)
+
+
+def _read_overrides(run_dir: Path) -> dict[str, Any]:
+    """The run's overrides (.hydra/overrides.yaml) as key -> value; {} when the file is absent."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as error:
+        raise ReportError(f"{path}: cannot read the overrides: {error}") from error
+    if not isinstance(items, list):
+        raise ReportError(f"{path}: expected a YAML list of 'key=value' strings, got {type(items).__name__}")
+    return dict(parse_override(item) for item in items)
+
+
+def _config_value(run_dir: Path, key: str) -> Any:
+    """`key` (dotted) looked up in the run's .hydra/config.yaml; NaN when absent."""
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        node: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return np.nan
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return np.nan
+        node = node[part]
+    return node if not isinstance(node, list | dict) else json.dumps(node)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts become `a/b` keys; lists become JSON strings."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+def _log_error(run_dir: Path) -> str | None:
+    """The exception line of the last traceback in the run's logs, or None when there is none."""
+    logs = [*run_dir.glob("*.log"), *run_dir.glob("*.err"), *(run_dir / ".hydra").glob("*.log"),
+            *(run_dir / ".submitit").rglob("*.err"), *(run_dir / ".submitit").rglob("*.log")]
+    for log in sorted(logs):
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            continue
+        start = max(text.rfind(marker) for marker in _ERROR_MARKERS)
+        if start < 0:
+            continue
+        lines = text[start:].splitlines()
+        message = next((line for line in lines[1:] if line.strip() and not line[0].isspace()), "")
+        return f"{log.name}: {message.strip() or lines[0].strip()}"[:300]
+    return None
+
+
+def _run_status(run_dir: Path) -> tuple[str, str, dict[str, Any]]:
+    """(status, error, metrics) of one run dir; see the module docstring for the statuses."""
+    path = run_dir / "metrics.json"
+    if path.is_file():
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            return FAILED, f"metrics.json unreadable: {error}", {}
+        if not isinstance(metrics, dict):
+            return FAILED, f"metrics.json holds a {type(metrics).__name__}, not an object", {}
+        return FINISHED, "", _flatten(metrics)
+    error = _log_error(run_dir)
+    return (FAILED, error, {}) if error else (UNFINISHED, "", {})
+
+
+def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run below `directory`: `run_dir`, `status`, `error`, each override as a column
+    (parsed values) and every metrics.json key. `config_keys` absent from a run's overrides are
+    read from its .hydra/config.yaml (e.g. a group-by key the sweep did not override).
+
+    The override and metric column names are kept in ``table.attrs["overrides"]`` and
+    ``table.attrs["metrics"]``.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ReportError(f"{root}: no such directory")
+    run_dirs = find_run_dirs(root)
+    if not run_dirs:
+        raise ReportError(
+            f"{root}: no runs found. A run directory holds .hydra/ (Hydra's output dir); give a "
+            "run directory or a multirun/sweep directory whose numbered subfolders are runs."
+        )
+    rows, override_keys, metric_keys = [], {}, {}
+    for run_dir in run_dirs:
+        overrides = _read_overrides(run_dir)
+        for key in config_keys:
+            if key not in overrides and key not in RESERVED:
+                overrides[key] = _config_value(run_dir, key)
+        status, error, metrics = _run_status(run_dir)
+        metrics = {(f"metrics:{k}" if k in overrides or k in RESERVED else k): v
+                   for k, v in metrics.items()}
+        override_keys.update(dict.fromkeys(overrides))
+        metric_keys.update(dict.fromkeys(metrics))
+        rows.append({"run_dir": str(run_dir), "status": status, "error": error,
+                     **overrides, **metrics})
+    table = pd.DataFrame(rows, columns=[*RESERVED, *override_keys, *metric_keys])
+    for key in override_keys:  # integers stay integers when some runs lack the key (not 2.0)
+        values = [row[key] for row in rows if key in row and not _missing(row[key])]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            table[key] = table[key].astype("Int64")
+    table.attrs["overrides"] = list(override_keys)
+    table.attrs["metrics"] = list(metric_keys)
+    return table
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The numeric metrics.json columns of a runs table (from attrs, else `SPLIT/NAME` and the
+    run scalars of DESIGN.md)."""
+    names = runs.attrs.get("metrics")
+    if names is None:
+        names = [c for c in runs.columns if c not in RESERVED
+                 and (c in RUN_SCALARS or re.fullmatch(r"[A-Za-z_]\w*/\S+", c))]
+    return [c for c in names if c in runs.columns
+            and pd.to_numeric(runs[c], errors="coerce").notna().any()]
+
+
+def override_columns(runs: pd.DataFrame) -> list[str]:
+    """The override columns of a runs table (from attrs, else everything else but metrics)."""
+    names = runs.attrs.get("overrides")
+    if names is None:
+        metrics = set(metric_columns(runs))
+        names = [c for c in runs.columns if c not in RESERVED and c not in metrics]
+    return [c for c in names if c in runs.columns]
+
+
+# --------------------------------------------------------------------------- summarizing
+
+
+def _sorted_groups(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows ordered by the group keys (by their text when the values do not compare)."""
+    if not keys:
+        return table
+    try:
+        return table.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+    except TypeError:
+        order = table[keys].astype(str).apply(tuple, axis=1).sort_values(kind="stable").index
+        return table.loc[order].reset_index(drop=True)
+
+
+def summarize(
+    runs: pd.DataFrame,
+    group_by: Sequence[str] | None = None,
+    over: Sequence[str] = DEFAULT_OVER,
+    metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Mean and std (ddof=1) of every metric per group of finished runs, over seeds and folds.
+
+    Groups are `group_by`, or by default every override key not in `over`. Columns: the group
+    keys, `n` (finished runs), `n_failed`, `n_unfinished`, then `{metric}_mean` and
+    `{metric}_std` per metric. A group whose runs all failed keeps its row (n = 0, NaN metrics).
+    """
+    overrides = override_columns(runs)
+    if group_by is None:
+        keys = [k for k in overrides if k not in over]
+    else:
+        keys = list(dict.fromkeys(group_by))
+        missing = [k for k in keys if k not in runs.columns]
+        if missing:
+            raise ReportError(f"group-by key(s) {missing} are not overrides of any run; "
+                              f"overrides: {overrides}")
+    metrics = metric_columns(runs) if metrics is None else list(metrics)
+    unknown = [m for m in metrics if m not in runs.columns]
+    if unknown:
+        raise ReportError(f"metric(s) {unknown} are in no metrics.json; "
+                          f"available: {metric_columns(runs)}")
+    groups = runs.groupby(keys, dropna=False, sort=False) if keys else [((), runs)]
+    rows = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        finished = group[group["status"] == FINISHED]
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row["n"] = len(finished)
+        row["n_failed"] = int((group["status"] == FAILED).sum())
+        row["n_unfinished"] = int((group["status"] == UNFINISHED).sum())
+        for metric in metrics:
+            values = pd.to_numeric(finished[metric], errors="coerce")
+            row[f"{metric}_mean"] = values.mean()
+            row[f"{metric}_std"] = values.std(ddof=1)
+        rows.append(row)
+    columns = [*keys, "n", "n_failed", "n_unfinished",
+               *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    summary = _sorted_groups(pd.DataFrame(rows, columns=columns), keys)
+    summary.attrs = {"group_by": keys, "metrics": metrics, "over": list(over)}
+    return summary
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pd.NA (a key a run does not have)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any) -> str:
+    """A table cell: absent values as a dash, `|` escaped."""
+    if _missing(value):
+        return "–"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """`0.512 ± 0.034`; only the mean when the std is undefined (one run); a dash for no runs."""
+    if isinstance(mean, float) and math.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _higher_is_better(metric: str) -> bool:
+    """Error rates, losses and times are minimised; F1 and PSDS maximised."""
+    return not re.search(r"(_er|loss|seconds)$", metric)
+
+
+def _relative(run_dir: str, root: Path | None) -> str:
+    """A run dir relative to the report's root, for the Markdown listing."""
+    if root is None:
+        return run_dir
+    try:
+        return Path(run_dir).relative_to(root).as_posix() or "."
+    except ValueError:
+        return run_dir
+
+
+def summary_markdown(
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    metric: str,
+    root: str | Path | None = None,
+    plots: Sequence[Path] = (),
+    out_dir: str | Path | None = None,
+) -> str:
+    """summary.md: counts, the `mean ± std` table (metric first, 3 decimals), settings shared by
+    every run, the failed / unfinished runs with their errors, and links to the plots (relative
+    to `out_dir`, where summary.md goes)."""
+    root = Path(root) if root is not None else None
+    keys = summary.attrs.get("group_by") or [c for c in summary.columns if c not in (
+        "n", "n_failed", "n_unfinished") and not re.search(r"_(mean|std)$", c)]
+    metrics = summary.attrs.get("metrics") or [c[:-5] for c in summary.columns if c.endswith("_mean")]
+    metrics = sorted(metrics, key=lambda m: m != metric)
+    over = summary.attrs.get("over", list(DEFAULT_OVER))
+    counts = runs["status"].value_counts()
+    lines = [
+        "# Report" + (f": `{root}`" if root is not None else ""),
+        "",
+        f"{len(runs)} run(s): {counts.get(FINISHED, 0)} finished, {counts.get(FAILED, 0)} failed, "
+        f"{counts.get(UNFINISHED, 0)} unfinished. Cells are mean ± std (ddof=1) over the finished "
+        f"runs of each group (averaged over: {', '.join(over) or 'nothing'}); n counts them.",
+        "",
+    ]
+    constant = [k for k in keys if len(summary) > 1 and summary[k].nunique(dropna=False) == 1]
+    if constant:
+        shared = ", ".join(f"`{k}={_text(summary[k].iloc[0])}`" for k in constant)
+        lines += [f"Shared by every group: {shared}.", ""]
+    shown = [k for k in keys if k not in constant]
+    mean_col = f"{metric}_mean"
+    if mean_col in summary.columns and summary[mean_col].notna().any():
+        values = summary[mean_col]
+        best = summary.loc[values.idxmax() if _higher_is_better(metric) else values.idxmin()]
+        setting = ", ".join(f"{k}={_text(best[k])}" for k in shown) or "all runs"
+        lines += [f"Best `{metric}`: **{_mean_std(best[mean_col], best[f'{metric}_std'])}** "
+                  f"({setting}; n={int(best['n'])}).", ""]
+    not_finished = summary["n_failed"].sum() + summary["n_unfinished"].sum() > 0
+    header = [*shown, "n", *(["failed", "unfinished"] if not_finished else []), *metrics]
+    rows = []
+    for _, row in summary.iterrows():
+        cells = [_text(row[k]) for k in shown] + [str(int(row["n"]))]
+        if not_finished:
+            cells += [str(int(row["n_failed"])), str(int(row["n_unfinished"]))]
+        cells += [_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
+        rows.append(cells)
+    lines += [_markdown_table(header, rows), ""]
+
+    problems = runs[runs["status"] != FINISHED]
+    lines += ["## Failed and unfinished runs", ""]
+    if problems.empty:
+        lines += ["None: every run finished.", ""]
+    else:
+        overrides = override_columns(runs)
+        listing = []
+        for _, run in problems.iterrows():
+            settings = " ".join(f"{k}={_text(run[k])}" for k in overrides if not _missing(run[k]))
+            listing.append([f"`{_relative(run['run_dir'], root)}`", run["status"],
+                            _text(settings or "–"), _text(run["error"] or "–")])
+        lines += [_markdown_table(["run", "status", "overrides", "error"], listing), ""]
+    if plots:
+        lines += ["## Plots", ""]
+        for plot in plots:
+            link = Path(os.path.relpath(plot, out_dir)).as_posix() if out_dir else plot.as_posix()
+            lines += [f"![{plot.stem}]({link})", ""]
+    return "\n".join(lines)
+
+
+def _write_text(text: str, path: Path) -> Path:
+    """Atomic text write (tmp file in the same folder + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: its files are private (0600); a plain open honours the umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Atomic CSV write."""
+    return _write_text(table.to_csv(index=False), path)
+
+
+@dataclass
+class Report:
+    """What `report` produced: the tables and the files it wrote."""
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+
+def report(
+    directory: str | Path,
+    metric: str = "test/event_f1",
+    group_by: Sequence[str] | None = None,
+    over: Sequence[str] = DEFAULT_OVER,
+    out: str | Path | None = None,
+    verbose: bool = True,
+) -> Report:
+    """Collect, summarize and write runs.csv, summary.csv, summary.md and the sweep plots of
+    `metric` against sampler.gamma / p_min / p_max (those that vary) under `out` (DIR/report)."""
+    from sed.plots import plot_metric_vs_params
+
+    root = Path(directory).resolve()
+    runs = collect_runs(root, config_keys=group_by or ())
+    summary = summarize(runs, group_by=group_by, over=over)
+    available = summary.attrs["metrics"]
+    if (runs["status"] == FINISHED).any() and metric not in available:
+        raise ReportError(f"--metric {metric!r} is in no metrics.json; available: {available}")
+    out_dir = Path(out) if out is not None else root / "report"
+    keys = summary.attrs["group_by"]
+    plots = []
+    done = summary[summary["n"] > 0]
+    params = [p for p in SWEEP_PARAMS if p in keys and done[p].nunique(dropna=False) > 1]
+    if params and metric in available:
+        name = re.sub(r"[^\w.-]+", "_", metric)
+        path = out_dir / "plots" / f"{name}_vs_{'_'.join(p.split('.')[-1] for p in params)}.png"
+        plot_metric_vs_params(done, metric, params, path, by=[k for k in keys if k not in params])
+        plots.append(path)
+    text = summary_markdown(runs, summary, metric, root=root, plots=plots, out_dir=out_dir)
+    files = [_write_csv(runs, out_dir / "runs.csv"), _write_csv(summary, out_dir / "summary.csv"),
+             _write_text(text + "\n", out_dir / "summary.md")]
+    if verbose:
+        print(text)
+        problems = runs[runs["status"] != FINISHED]
+        for _, run in problems.iterrows():
+            print(f"{run['status'].upper()}: {run['run_dir']}" + (f" ({run['error']})" if run["error"] else ""),
+                  file=sys.stderr)
+        print(f"wrote {', '.join(str(f) for f in files + plots)}")
+    return Report(runs, summary, out_dir, files, plots)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m sed.report`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sed.report",
+        description="Summarize a run directory or a Hydra multirun/sweep directory: one row per "
+        "run (runs.csv), mean ± std over seeds and folds per setting (summary.csv, summary.md) "
+        "and plots of the metric against sampler.gamma / p_min / p_max when they vary.",
+        epilog="Statuses: finished (metrics.json parses), failed (metrics.json unreadable, or "
+        "missing with a traceback in the run's logs), unfinished (no metrics.json, no error: "
+        "still running or killed). Failed and unfinished runs are listed in summary.md and "
+        "printed.\nExample: python -m sed.report outputs/train/multiruns/2024-05-01_12-00-00 "
+        "--metric test/event_f1 --group-by sampler.gamma",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", type=Path, help="a run dir or a multirun/sweep dir (searched "
+                        "recursively for folders holding .hydra/)")
+    parser.add_argument("--metric", default="test/event_f1",
+                        help="metrics.json key to rank settings by and to plot (default: %(default)s)")
+    parser.add_argument("--group-by", nargs="+", metavar="KEY", default=None,
+                        help="override keys to group by (default: every override key except "
+                        "the --over keys); keys no run overrides are read from .hydra/config.yaml")
+    parser.add_argument("--over", nargs="*", metavar="KEY", default=list(DEFAULT_OVER),
+                        help="keys averaged over when grouping by default (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: DIR/report)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for a user error, printed without a traceback)."""
+    args = build_parser().parse_args(argv)
+    try:
+        report(args.dir, metric=args.metric, group_by=args.group_by, over=args.over, out=args.out)
+    except ReportError as error:
+        print(f"sed.report: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

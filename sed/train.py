@@ -1,0 +1,164 @@
+"""`python -m sed.train [+experiment=NAME] [overrides]`: extract features, train the CRNN with
+teacher forcing / scheduled sampling, evaluate the best checkpoint on validation and test."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sed.checkpoints import build_model, model_spec
+from sed.data import synthetic
+from sed.data.datasets import FileDataset, SequenceDataset, collate
+from sed.data.loading import load_corpus
+from sed.features import LogMel
+from sed.inference import predict_batches, resolve_device
+from sed.outputs import evaluate_split, write_json, write_split_results
+from sed.postprocess import PostProcessing
+from sed.training import Trainer, TrainerSettings
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_data(cfg: DictConfig) -> Path:
+    """The dataset root; the synthetic set is generated on first use (or when its params change)."""
+    root = Path(cfg.data.root)
+    if cfg.data.get("generate") is not None:
+        synthetic.ensure(root, **OmegaConf.to_container(cfg.data.generate, resolve=True))
+    elif not root.is_dir():
+        hint = cfg.data.get("prepare_command")
+        raise FileNotFoundError(
+            f"data.root={root} does not exist" + (f"; prepare it with: {hint}" if hint else "")
+        )
+    return root
+
+
+def make_sampler(cfg: DictConfig, num_batches: int):
+    """Instantiate the sampler group, passing num_batches to samplers that take it."""
+    params = inspect.signature(get_class(cfg.sampler._target_)).parameters
+    extra = {"num_batches": num_batches} if "num_batches" in params else {}
+    return instantiate(cfg.sampler, **extra)
+
+
+def settings_from(cfg: DictConfig) -> TrainerSettings:
+    """TrainerSettings from the trainer group plus the top-level monitor."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    known = set(inspect.signature(TrainerSettings).parameters)
+    return TrainerSettings(
+        **{k: v for k, v in trainer.items() if k in known},
+        monitor=cfg.monitor,
+        monitor_mode=cfg.monitor_mode,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """The whole job for a composed config; returns metrics.json's content."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    seed_everything(int(cfg.seed))
+    device = resolve_device(cfg.trainer.device)
+    root = prepare_data(cfg)
+
+    logmel = LogMel(**OmegaConf.to_container(cfg.features, resolve=True)).to(device)
+    hop = logmel.hop_seconds
+    classes, splits, normalizer = load_corpus(
+        root, logmel, Path(cfg.paths.cache_dir) / "features",
+        classes=cfg.data.get("classes"), device=str(device),
+    )
+    log.info("classes (%d): %s", len(classes), ", ".join(classes))
+    train_data, val_data = splits["train"], splits["validation"]
+    train_set = SequenceDataset(train_data.features, train_data.targets, train_data.filenames,
+                                seq_len=int(cfg.trainer.seq_len))
+    val_set = FileDataset(val_data.features, val_data.targets, val_data.filenames)
+
+    model_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+                    if k != "_target_"}
+    spec = model_spec(cfg.model._target_, {**model_kwargs, "num_classes": len(classes)})
+    model = build_model(spec)
+    settings = settings_from(cfg)
+    num_batches = -(-len(train_set) // settings.batch_size)
+    sampler = make_sampler(cfg, num_batches)
+    optimizer = instantiate(cfg.trainer.optimizer)(model.parameters())
+    postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
+    meta = {
+        "model_spec": spec,
+        "features": logmel.params,
+        "classes": classes,
+        "normalizer": normalizer.state_dict(),
+        "postprocess": postprocessing.to_dict(),
+        "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+    }
+    trainer = Trainer(model, sampler, optimizer, settings, run_dir, device, int(cfg.seed), meta)
+
+    def validate(probs: dict[str, np.ndarray]) -> dict[str, float]:
+        metrics, _ = evaluate_split(val_data, probs, classes, hop, postprocessing, psds=False,
+                                    classwise=False, events=bool(cfg.trainer.val_event_metrics))
+        return metrics
+
+    log.info("training on %s: %d sequences, %d batches per epoch", device, len(train_set),
+             num_batches)
+    result = trainer.fit(train_set, val_set, validate)
+
+    metrics: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "train_seconds": result.train_seconds,
+        f"best/{settings.monitor}": result.best_value,
+        "stopped_early": result.stopped_early,
+    }
+    start = time.perf_counter()
+    for split in ("validation", "test"):
+        data = splits[split]
+        loader = torch.utils.data.DataLoader(
+            FileDataset(data.features, data.targets, data.filenames),
+            batch_size=settings.batch_size, collate_fn=collate)
+        probs, loss = predict_batches(model, loader, device, amp=settings.amp)
+        metrics[f"{split}/loss"] = loss
+        metrics.update(write_split_results(run_dir, split, data, probs, classes, hop,
+                                           postprocessing))
+    metrics["eval_seconds"] = time.perf_counter() - start
+    write_json(metrics, run_dir / "metrics.json")
+    write_training_plots(run_dir, settings.monitor, result.best_epoch)
+    log.info("test: %s", ", ".join(f"{k}={metrics[k]:.3f}" for k in (
+        "test/event_f1", "test/event_er", "test/segment_f1", "test/segment_er",
+        "test/frame_f1", "test/psds1") if k in metrics))
+    return metrics
+
+
+def write_training_plots(run_dir: Path, monitor: str, best_epoch: int) -> None:
+    """Learning curves and p_tf over batches from history.csv / batches.csv."""
+    from sed.plots import plot_learning_curves, plot_teacher_forcing
+
+    history = pd.read_csv(run_dir / "history.csv")
+    plot_learning_curves(history, run_dir / "plots" / "learning_curves.png", monitor=monitor,
+                         best_epoch=best_epoch)
+    plot_teacher_forcing(pd.read_csv(run_dir / "batches.csv"),
+                         run_dir / "plots" / "teacher_forcing.png")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the monitored validation metric for sweepers."""
+    metrics = train(cfg)
+    return float(metrics.get(f"best/{cfg.monitor}", float("nan")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""The training loop: teacher forcing / scheduled sampling, free-running validation, early
+stopping, atomic resumable checkpoints, history.csv and TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from sed.checkpoints import load_checkpoint, require, save_checkpoint
+from sed.data.datasets import collate
+from sed.inference import predict_batches
+from sed.sampling import BaseSampler
+
+MODES = ("max", "min")
+
+
+@dataclass
+class TrainerSettings:
+    """Everything the loop needs besides model, data and optimizer (configs/trainer/*.yaml)."""
+
+    epochs: int = 40
+    batch_size: int = 16
+    grad_clip: float | None = 1.0
+    patience: int = 15
+    amp: bool = True
+    num_workers: int = 0
+    resume: bool = False
+    max_minutes: float | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    monitor: str = "validation/frame_f1"
+    monitor_mode: str = "max"
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "patience"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"trainer.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.monitor_mode not in MODES:
+            raise ValueError(f"monitor_mode must be one of {MODES}, got {self.monitor_mode!r}")
+
+
+@dataclass
+class FitResult:
+    """What fit() leaves behind: the best epoch and its monitored value, and the history."""
+
+    best_epoch: int
+    best_value: float
+    epochs: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits, averaged over unmasked frames and classes only."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (bce.mean(-1) * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _improved(value: float, best: float, mode: str) -> bool:
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if mode == "max" else value < best
+
+
+class Trainer:
+    """Trains `model` with the teacher-forcing probability given by `sampler`, batch by batch.
+
+    Randomness: one torch.Generator drives the forcing draws, another the shuffling (reseeded
+    from `seed + epoch` every epoch), and the global torch RNG drives dropout; all their states go
+    into every checkpoint, so a resumed run ends with the same numbers as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sampler: BaseSampler,
+        optimizer: torch.optim.Optimizer,
+        settings: TrainerSettings,
+        run_dir: str | Path,
+        device: torch.device,
+        seed: int = 0,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.sampler = sampler
+        self.optimizer = optimizer
+        self.settings = settings
+        self.device = device
+        self.seed = int(seed)
+        self.meta = dict(meta or {})
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.forcing_rng = torch.Generator(device=device).manual_seed(self.seed + 1)
+        self.epoch = 0
+        self.batches_seen = 0
+        self.best_value = float("nan")
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.writer = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue, plus `meta` (features, classes, normaliser...)."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "epoch": self.epoch,
+            "batches_seen": self.batches_seen,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "forcing": self.forcing_rng.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+        state.update(self.meta)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
+        """Restore a `state_dict()` (the whole training state, for resuming)."""
+        self.model.load_state_dict(require(state, "model", path))
+        self.optimizer.load_state_dict(require(state, "optimizer", path))
+        self.sampler.load_state_dict(require(state, "sampler", path))
+        for key in ("epoch", "batches_seen", "best_value", "best_epoch", "bad_epochs"):
+            setattr(self, key, require(state, key, path))
+        self.history = list(require(state, "history", path))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        rng = require(state, "rng", path)
+        torch.set_rng_state(rng["torch"])
+        self.forcing_rng.set_state(rng["forcing"].to(self.forcing_rng.get_state().device))
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save(self, name: str) -> Path:
+        """Atomically write checkpoints/NAME.pt."""
+        return save_checkpoint(self.state_dict(), self.ckpt_dir / f"{name}.pt")
+
+    def resume(self) -> bool:
+        """Continue from checkpoints/last.pt when it exists; returns whether it did."""
+        last = self.ckpt_dir / "last.pt"
+        if not last.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(last, map_location=self.device), last)
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(
+            dataset,
+            batch_size=self.settings.batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
+            collate_fn=collate,
+            num_workers=self.settings.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
+        )
+
+    def train_epoch(self, loader: DataLoader, batch_log: csv.DictWriter | None) -> float:
+        """One pass over the training data; one sampler step per batch."""
+        self.model.train()
+        amp = self.settings.amp and self.device.type == "cuda"
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False,
+                   disable=not self.settings.progress)
+        for batch in bar:
+            features = batch["features"].to(self.device, non_blocking=True)
+            targets = batch["targets"].to(self.device, non_blocking=True)
+            mask = batch["mask"].to(self.device, non_blocking=True)
+            p_tf = float(self.sampler.probability)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = self.model(features, targets, p_tf=p_tf, generator=self.forcing_rng)
+            loss = masked_bce(logits.float(), targets, mask)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at epoch {self.epoch + 1}, batch "
+                    f"{self.batches_seen}: lower trainer.optimizer.lr or set trainer.grad_clip"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+            self.optimizer.step()
+            self.sampler.step()
+            value = loss.item()
+            total, count = total + value, count + 1
+            if batch_log is not None:
+                batch_log.writerow({"batch": self.batches_seen, "epoch": self.epoch + 1,
+                                    "p_tf": p_tf, "loss": value})
+            if self.writer is not None:
+                self.writer.add_scalar("train/batch_loss", value, self.batches_seen)
+                self.writer.add_scalar("train/p_tf", p_tf, self.batches_seen)
+            self.batches_seen += 1
+            bar.set_postfix(loss=f"{value:.4f}", p_tf=f"{p_tf:.3f}")
+        return total / max(count, 1)
+
+    def fit(
+        self,
+        train_set: Dataset,
+        val_set: Dataset,
+        validate: Callable[[dict[str, Any]], dict[str, float]],
+    ) -> FitResult:
+        """Train until `epochs` or early stopping; restore the best weights at the end.
+
+        `validate(probs)` gets the free-running validation probabilities {filename: [T, C]} and
+        returns metrics named without the split prefix (frame_f1, event_f1, ...).
+        """
+        s = self.settings
+        if s.resume and self.resume():
+            print(f"resumed from {self.ckpt_dir / 'last.pt'} after epoch {self.epoch}")
+        elif s.resume:
+            print(f"trainer.resume=true but {self.ckpt_dir / 'last.pt'} does not exist: starting anew")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if s.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch)
+        batches_path = self.run_dir / "batches.csv"
+        if self.epoch == 0 or not batches_path.exists():
+            batches_path.write_text("batch,epoch,p_tf,loss\n")
+        else:
+            _truncate_csv(batches_path, "batch", self.batches_seen)
+        val_loader = self._loader(val_set, shuffle=False)
+        stopped_early = False
+        start = time.perf_counter() - self.train_seconds
+        epochs_bar = tqdm(range(self.epoch, s.epochs), desc="epochs", initial=self.epoch,
+                          total=s.epochs, disable=not s.progress)
+        with batches_path.open("a", newline="") as handle:
+            batch_log = csv.DictWriter(handle, fieldnames=["batch", "epoch", "p_tf", "loss"])
+            for _ in epochs_bar:
+                epoch_start = time.perf_counter()
+                p_start = float(self.sampler.probability)
+                train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), batch_log)
+                handle.flush()
+                probs, val_loss = predict_batches(self.model, val_loader, self.device,
+                                                  amp=s.amp, progress=False)
+                metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
+                self.epoch += 1
+                row = {"epoch": self.epoch, "train_loss": train_loss, "validation_loss": val_loss,
+                       **metrics, "p_tf_start": p_start, "p_tf_end": float(self.sampler.probability),
+                       "lr": self.optimizer.param_groups[0]["lr"],
+                       "seconds": time.perf_counter() - epoch_start}
+                self.history.append(row)
+                self._log_epoch(row)
+                value = row.get(s.monitor, val_loss if s.monitor == "validation_loss" else None)
+                if value is None:
+                    raise KeyError(f"monitor={s.monitor!r} is not a validation metric; "
+                                   f"available: {sorted(row)}")
+                if _improved(float(value), self.best_value, s.monitor_mode):
+                    self.best_value, self.best_epoch, self.bad_epochs = float(value), self.epoch, 0
+                    self.save("best")
+                else:
+                    self.bad_epochs += 1
+                self.train_seconds = time.perf_counter() - start
+                self.save("last")
+                epochs_bar.set_postfix({s.monitor: f"{value:.4f}", "best": f"{self.best_value:.4f}"})
+                if self.bad_epochs >= s.patience:
+                    stopped_early = True
+                    print(f"early stopping after epoch {self.epoch}: no improvement of "
+                          f"{s.monitor} for {s.patience} epochs")
+                    break
+                if s.max_minutes is not None and self.train_seconds > 60 * s.max_minutes:
+                    print(f"trainer.max_minutes={s.max_minutes} reached after epoch {self.epoch}")
+                    break
+        if self.writer is not None:
+            self.writer.close()
+        self.write_history()
+        best = self.ckpt_dir / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
+        return FitResult(self.best_epoch, self.best_value, self.epoch, self.train_seconds,
+                         self.history, stopped_early)
+
+    def _log_epoch(self, row: dict[str, float]) -> None:
+        self.write_history()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, int | float) and math.isfinite(value):
+                    self.writer.add_scalar(key if "/" in key else f"epoch/{key}", value, self.epoch)
+            self.writer.flush()
+
+    def write_history(self) -> None:
+        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds)."""
+        if not self.history:
+            return
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        with (self.run_dir / "history.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+
+def _truncate_csv(path: Path, key: str, limit: int) -> None:
+    """Drop rows whose `key` >= limit (batches logged after the checkpoint we resume from)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fieldnames = ["batch", "epoch", "p_tf", "loss"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r[key]) < limit)

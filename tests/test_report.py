@@ -1,0 +1,234 @@
+"""sed.report on fake Hydra run and multirun directories with known metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from sed.report import (
+    ReportError,
+    collect_runs,
+    find_run_dirs,
+    main,
+    parse_override,
+    report,
+    summarize,
+)
+
+# sampler.gamma -> test/event_f1 of seeds 1, 2, 3
+F1 = {0.1: [0.2, 0.3, 0.4], 0.5: [0.5, 0.5, 0.8]}
+# Hand-computed mean and std (ddof=1): 0.5 -> sqrt(((-0.1)^2 + (-0.1)^2 + 0.2^2) / 2) = sqrt(0.03)
+EXPECTED = {0.1: (0.3, 0.1), 0.5: (0.6, math.sqrt(0.03))}
+TRACEBACK = """[2024-05-01 12:00:00,000][__main__][INFO] - epoch 1
+Traceback (most recent call last):
+  File "sed/train.py", line 10, in main
+    raise RuntimeError("boom")
+RuntimeError: boom
+"""
+
+
+def make_run(run_dir, overrides, metrics=None, log=None, config=None):
+    hydra = run_dir / ".hydra"
+    hydra.mkdir(parents=True)
+    if overrides is not None:
+        (hydra / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (hydra / "config.yaml").write_text(yaml.safe_dump(config or {"seed": 1234, "sampler": {
+        "_target_": "sed.sampling.ScheduledSampler", "gamma": 0.125}}))
+    if metrics is not None:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if log is not None:
+        (run_dir / "train.log").write_text(log)
+    return run_dir
+
+
+@pytest.fixture
+def multirun(tmp_path):
+    """2 gammas x 3 seeds finished (jobs 0-5), job 6 failed with a traceback, job 7 unfinished."""
+    root = tmp_path / "multiruns" / "2024-05-01_12-00-00"
+    job = 0
+    for gamma, values in F1.items():
+        for seed, f1 in zip([1, 2, 3], values, strict=True):
+            make_run(root / str(job), ["+experiment=smoke", f"sampler.gamma={gamma}", f"seed={seed}"],
+                     {"test/event_f1": f1, "test/event_er": 1 - f1, "best_epoch": seed,
+                      "epochs": 10, "train_seconds": 3.5})
+            job += 1
+    make_run(root / "6", ["+experiment=smoke", "sampler.gamma=0.5", "seed=4"], log=TRACEBACK)
+    make_run(root / "7", ["+experiment=smoke", "sampler.gamma=0.1", "seed=4"], log="epoch 1\n")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def test_parse_override():
+    assert parse_override("+experiment=smoke") == ("experiment", "smoke")
+    assert parse_override("sampler.gamma=0.1") == ("sampler.gamma", 0.1)
+    assert parse_override("seed=2") == ("seed", 2) and isinstance(parse_override("seed=2")[1], int)
+    assert parse_override("++trainer.optimizer.lr=1e-3") == ("trainer.optimizer.lr", 0.001)
+    assert parse_override("data.classes=[a,b]") == ("data.classes", "[a,b]")
+    assert parse_override("model.label_feedback=false") == ("model.label_feedback", False)
+    assert parse_override("~trainer.max_minutes") == ("trainer.max_minutes", None)
+
+
+def test_collect_runs_statuses_overrides_metrics(multirun):
+    runs = collect_runs(multirun)
+    assert len(runs) == 8
+    assert [r.rsplit("/", 1)[1] for r in runs["run_dir"]] == [str(i) for i in range(8)]
+    status = dict(zip(runs["run_dir"].str.rsplit("/", n=1).str[1], runs["status"], strict=True))
+    assert [status[str(i)] for i in range(6)] == ["finished"] * 6
+    assert status["6"] == "failed" and status["7"] == "unfinished"
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert "RuntimeError: boom" in failed["error"] and "train.log" in failed["error"]
+    assert runs.loc[runs["status"] == "unfinished", "error"].iloc[0] == ""
+    assert runs["sampler.gamma"].tolist() == [0.1] * 3 + [0.5] * 3 + [0.5, 0.1]
+    assert runs["seed"].tolist() == [1, 2, 3, 1, 2, 3, 4, 4]
+    assert set(runs["experiment"]) == {"smoke"}
+    assert runs["test/event_f1"].iloc[:6].tolist() == F1[0.1] + F1[0.5]
+    assert runs["test/event_f1"].iloc[6:].isna().all()
+    assert runs.attrs["overrides"] == ["experiment", "sampler.gamma", "seed"]
+    assert "test/event_er" in runs.attrs["metrics"] and "best_epoch" in runs.attrs["metrics"]
+
+
+def check_summary(summary):
+    assert summary["sampler.gamma"].tolist() == [0.1, 0.5]
+    assert summary["n"].tolist() == [3, 3]
+    assert summary["n_failed"].tolist() == [0, 1]
+    assert summary["n_unfinished"].tolist() == [1, 0]
+    for _, row in summary.iterrows():
+        mean, std = EXPECTED[row["sampler.gamma"]]
+        assert row["test/event_f1_mean"] == pytest.approx(mean)
+        assert row["test/event_f1_std"] == pytest.approx(std)
+        assert row["test/event_er_mean"] == pytest.approx(1 - mean)
+    assert summary["best_epoch_mean"].tolist() == [2.0, 2.0]
+
+
+def test_summarize_groups_by_overrides_except_seed(multirun):
+    summary = summarize(collect_runs(multirun))
+    assert list(summary.columns[:5]) == ["experiment", "sampler.gamma", "n", "n_failed", "n_unfinished"]
+    assert "seed" not in summary.columns
+    check_summary(summary)
+
+
+def test_summarize_explicit_group_by_and_over(multirun):
+    runs = collect_runs(multirun)
+    check_summary(summarize(runs, group_by=["sampler.gamma"]))
+    # Grouping by nothing averages everything: six finished runs, one of each other status.
+    (row,) = summarize(runs, group_by=[]).to_dict("records")
+    assert (row["n"], row["n_failed"], row["n_unfinished"]) == (6, 1, 1)
+    assert row["test/event_f1_mean"] == pytest.approx(sum(F1[0.1] + F1[0.5]) / 6)
+    # Not averaging over seeds: one group per (gamma, seed).
+    assert len(summarize(runs, over=())) == 8
+    with pytest.raises(ReportError, match="sampler.nope"):
+        summarize(runs, group_by=["sampler.nope"])
+
+
+def test_report_writes_tables_markdown_and_plot(multirun, capsys):
+    result = report(multirun, metric="test/event_f1")
+    out = multirun / "report"
+    assert result.out_dir == out
+    for name in ["runs.csv", "summary.csv", "summary.md"]:
+        assert (out / name).stat().st_size > 0
+    runs_csv = pd.read_csv(out / "runs.csv")
+    assert len(runs_csv) == 8 and sorted(runs_csv["status"].unique()) == ["failed", "finished", "unfinished"]
+    summary_csv = pd.read_csv(out / "summary.csv")
+    assert summary_csv["test/event_f1_std"].round(6).tolist() == [0.1, round(math.sqrt(0.03), 6)]
+    (plot,) = result.plots
+    assert plot.parent == out / "plots" and plot.read_bytes()[:4] == b"\x89PNG"
+    assert plot.stat().st_size > 5000
+
+    md = (out / "summary.md").read_text()
+    assert "| sampler.gamma | n | failed | unfinished | test/event_f1 |" in md
+    assert "| 0.1 | 3 | 0 | 1 | 0.300 ± 0.100 |" in md
+    assert "| 0.5 | 3 | 1 | 0 | 0.600 ± 0.173 |" in md
+    assert "`experiment=smoke`" in md  # shared setting, stated once instead of a column
+    assert "8 run(s): 6 finished, 1 failed, 1 unfinished" in md
+    failures = md.split("## Failed and unfinished runs")[1]
+    assert "`6` | failed | experiment=smoke sampler.gamma=0.5 seed=4 | train.log: RuntimeError: boom" in failures
+    assert "`7` | unfinished |" in failures
+    assert f"]({plot.relative_to(out).as_posix()})" in md
+    captured = capsys.readouterr()
+    assert "FAILED: " in captured.err and "RuntimeError: boom" in captured.err
+    assert "UNFINISHED: " in captured.err
+    assert "0.600 ± 0.173" in captured.out
+
+
+def test_report_single_run_dir(tmp_path):
+    run = make_run(tmp_path / "runs" / "2024-05-01_12-00-00", [],
+                   {"test/event_f1": 0.42, "test/event_er": 0.9, "best_epoch": 3})
+    result = report(run, out=tmp_path / "out", verbose=False)
+    assert len(result.runs) == 1 and result.runs["status"].iloc[0] == "finished"
+    (row,) = result.summary.to_dict("records")
+    assert row["n"] == 1 and row["test/event_f1_mean"] == pytest.approx(0.42)
+    assert math.isnan(row["test/event_f1_std"])
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "| n | test/event_f1 |" in md and "| 1 | 0.420 |" in md
+    assert "None: every run finished." in md
+    assert result.plots == []  # no sampler parameter varies
+
+
+def test_nested_run_dirs_and_natural_order(tmp_path):
+    for job in [10, 2, 1]:
+        make_run(tmp_path / "sweep" / "a" / str(job), [f"seed={job}"], {"test/event_f1": job / 10})
+    found = find_run_dirs(tmp_path)
+    assert [p.name for p in found] == ["1", "2", "10"]
+    runs = collect_runs(tmp_path)
+    assert runs["seed"].tolist() == [1, 2, 10]
+
+
+def test_corrupt_metrics_is_failed(tmp_path):
+    run = make_run(tmp_path / "0", ["seed=1"])
+    (run / "metrics.json").write_text('{"test/event_f1": 0.')
+    runs = collect_runs(tmp_path)
+    assert runs["status"].tolist() == ["failed"]
+    assert "metrics.json unreadable" in runs["error"].iloc[0]
+
+
+def test_group_by_key_from_config(multirun):
+    # `sampler._target_` is overridden by no run: it is read from each run's config.yaml.
+    summary = report(multirun, group_by=["sampler._target_"], verbose=False).summary
+    assert summary["sampler._target_"].tolist() == ["sed.sampling.ScheduledSampler"]
+    assert summary["n"].tolist() == [6]
+
+
+def test_cli(multirun, tmp_path, capsys):
+    assert main([str(multirun), "--metric", "test/event_er", "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert "| sampler.gamma | n | failed | unfinished | test/event_er |" in md
+    assert "Best `test/event_er`: **0.400 ± 0.173**" in md  # error rates: lower is better
+    capsys.readouterr()
+
+    assert main([str(multirun), "--metric", "test/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "test/nope" in err and "test/event_f1" in err
+
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    assert main([str(empty)]) == 2
+    assert "no runs found" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing")]) == 2
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--group-by" in help_text and "unfinished" in help_text
+
+
+def test_no_runs_error(tmp_path):
+    with pytest.raises(ReportError, match="no runs found"):
+        collect_runs(tmp_path)
+
+
+def test_keys_missing_from_some_runs(tmp_path):
+    make_run(tmp_path / "0", ["seed=1", "model.hidden=64"], {"test/event_f1": 0.5})
+    make_run(tmp_path / "1", ["seed=2", "model.hidden=64"], {"test/event_f1": 0.7})
+    make_run(tmp_path / "2", ["seed=1"], {"test/event_f1": 0.1})
+    result = report(tmp_path, verbose=False)
+    assert str(result.runs["model.hidden"].dtype) == "Int64"  # not 64.0 because of the gap
+    summary = result.summary
+    assert summary["n"].tolist() == [2, 1]
+    assert summary["test/event_f1_mean"].tolist() == pytest.approx([0.6, 0.1])
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "| 64 | 2 | 0.600 ± 0.141 |" in md and "| – | 1 | 0.100 |" in md

@@ -1,0 +1,322 @@
+"""Tests for sed.data.synthetic: the embedded procedural dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal
+
+from sed.annotations import read_durations, read_tsv
+from sed.data import synthetic
+from sed.data.synthetic import (
+    CLASSES,
+    SPLITS,
+    SyntheticError,
+    class_band,
+    ensure,
+    generate,
+    render_clip,
+    render_event,
+)
+
+TINY = {"n_train": 3, "n_validation": 3, "n_test": 3, "clip_seconds": 4.0, "sample_rate": 8000}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _samples(times: np.ndarray, sr: int) -> np.ndarray:
+    """Sample indices of annotated times, checking they sit on the sample grid."""
+    samples = np.asarray(times, dtype=float) * sr
+    assert np.all(np.abs(samples - np.round(samples)) < 0.01), "times are not sample-exact"
+    return np.round(samples).astype(int)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic") / "set"
+    return generate(root, seed=7, progress=False, **TINY)
+
+
+def test_classes() -> None:
+    assert CLASSES == sorted(set(CLASSES)) and len(CLASSES) >= 8
+    assert {"alarm", "bird", "car", "dog", "footsteps", "phone", "siren", "speech"} <= set(CLASSES)
+
+
+def test_deterministic_and_independent_of_split_sizes(tmp_path: Path, tiny: Path) -> None:
+    again = generate(tmp_path / "again", seed=7, progress=False, **TINY)
+    assert _files(again) == _files(tiny)  # bit-identical, metadata and synthetic.json included
+    other = _files(generate(tmp_path / "other", seed=8, progress=False, **TINY))
+    for name, data in _files(tiny).items():
+        if name.endswith(".wav"):
+            assert other[name] != data, name
+    fewer = generate(tmp_path / "fewer", seed=7, progress=False, **{**TINY, "n_train": 1})
+    name = "audio/train/train_0000.wav"
+    assert (fewer / name).read_bytes() == (tiny / name).read_bytes()
+
+
+def test_files_match_render_clip(tiny: Path) -> None:
+    sr = TINY["sample_rate"]
+    events = read_tsv(tiny / "metadata" / "train.tsv", classes=CLASSES)
+    for index in range(TINY["n_train"]):
+        audio, expected = render_clip("train", index, seed=7, **TINY)
+        name = f"train_{index:04d}.wav"
+        written, rate = sf.read(tiny / "audio" / "train" / name, dtype="float32")
+        assert rate == sr and written.shape == audio.shape
+        assert np.max(np.abs(written - audio)) <= 1.01 / 32768
+        got = events[events["filename"] == name].reset_index(drop=True)
+        assert got["event_label"].tolist() == expected["event_label"].tolist()
+        np.testing.assert_array_equal(_samples(got["onset"], sr), _samples(expected["onset"], sr))
+        np.testing.assert_array_equal(_samples(got["offset"], sr), _samples(expected["offset"], sr))
+
+
+def test_annotated_spans_are_exact_to_the_sample() -> None:
+    sr = 8000
+    params = {"clip_seconds": 4.0, "sample_rate": sr, "events_per_clip": (3, 5)}
+    checked = 0
+    for index in range(4):
+        audio, events = render_clip("test", index, background=False, **params)
+        covered = np.zeros(len(audio), dtype=bool)
+        for start, stop in zip(
+            _samples(events["onset"], sr), _samples(events["offset"], sr), strict=True
+        ):
+            assert 0 <= start < stop <= len(audio)
+            assert audio[start] != 0 and audio[stop - 1] != 0  # the span starts and ends on sound
+            covered[start:stop] = True
+            checked += 1
+        assert not np.any(audio[~covered])  # no sound outside the annotated spans
+    assert checked >= 12
+
+
+def test_event_band_energy_stands_above_background(tmp_path: Path) -> None:
+    """In each event's class band, the annotated span is louder than the clip's event-free parts."""
+    sr, hop = 16000, 256
+    root = generate(
+        tmp_path / "snr",
+        seed=3,
+        n_train=12,
+        n_validation=0,
+        n_test=0,
+        clip_seconds=8.0,
+        sample_rate=sr,
+        snr_db=(6.0, 20.0),
+        events_per_clip=(1, 2),
+        empty_fraction=0.0,
+        progress=False,
+    )
+    events = read_tsv(root / "metadata" / "train.tsv")
+    ratios = []
+    for name, clip in events.groupby("filename"):
+        audio, _ = sf.read(root / "audio" / "train" / name, dtype="float32")
+        freqs, times, spec = signal.stft(audio, fs=sr, nperseg=2 * hop, noverlap=hop)
+        power = np.abs(spec) ** 2
+        free = np.ones(len(times), dtype=bool)  # frames whose window touches no event
+        for onset, offset in zip(clip["onset"], clip["offset"], strict=True):
+            free &= (times + 2 * hop / sr < onset) | (times - 2 * hop / sr > offset)
+        if free.sum() < 10:
+            continue
+        for onset, offset, label in clip[["onset", "offset", "event_label"]].itertuples(False):
+            lo, hi = class_band(label, sr)
+            rows = (freqs >= lo) & (freqs < hi)
+            inside = (times >= onset) & (times <= offset)
+            band = power[rows].sum(axis=0)
+            ratios.append(band[inside].mean() / band[free].mean())
+    ratios = np.array(ratios)
+    assert len(ratios) >= 10
+    assert np.mean(ratios > 3.0) >= 0.9, np.round(ratios, 2)
+
+
+def test_polyphony_occurs_and_is_capped(tmp_path: Path) -> None:
+    sr = TINY["sample_rate"]
+    for cap in (3, 1):
+        root = generate(
+            tmp_path / f"poly{cap}",
+            seed=1,
+            events_per_clip=(5, 8),
+            max_polyphony=cap,
+            progress=False,
+            **TINY,
+        )
+        highest = 0
+        for split in SPLITS:
+            events = read_tsv(root / "metadata" / f"{split}.tsv")
+            for _, clip in events.groupby("filename"):
+                active = np.zeros(int(TINY["clip_seconds"] * sr) + 1, dtype=int)
+                for start, stop in zip(
+                    _samples(clip["onset"], sr), _samples(clip["offset"], sr), strict=True
+                ):
+                    active[start:stop] += 1
+                highest = max(highest, int(active.max()))
+        assert highest == cap  # reached, never exceeded
+        stats = json.loads((root / "synthetic.json").read_text())["stats"]["train"]
+        assert set(stats["polyphony_seconds"]) == {str(k) for k in range(cap + 1)}
+
+
+def test_durations_cover_every_file_including_empty_ones(tmp_path: Path) -> None:
+    params = {**TINY, "n_train": 8}
+    root = generate(tmp_path / "empty", seed=2, empty_fraction=0.5, progress=False, **params)
+    empty = 0
+    for split in SPLITS:
+        audio_dir = root / "audio" / split
+        durations = read_durations(root / "metadata" / f"{split}_durations.tsv", audio_dir)
+        assert sorted(durations) == sorted(p.name for p in audio_dir.glob("*.wav"))
+        assert len(durations) == params[f"n_{split}"]
+        for name, seconds in durations.items():
+            info = sf.info(audio_dir / name)
+            assert info.channels == 1 and info.samplerate == params["sample_rate"]
+            assert info.subtype == "PCM_16"
+            assert seconds == info.frames / info.samplerate == params["clip_seconds"]
+        events, names = read_tsv(
+            root / "metadata" / f"{split}.tsv",
+            classes=CLASSES,
+            audio_dir=audio_dir,
+            return_filenames=True,
+        )
+        assert sorted(names) == sorted(durations)  # files without events are listed too
+        empty += len(set(names) - set(events["filename"]))
+        for row in events.itertuples():
+            assert 0 <= row.onset < row.offset <= durations[row.filename]
+    assert 0 < empty < sum(params[f"n_{s}"] for s in SPLITS)
+
+
+def test_ensure_skips_equal_params_and_regenerates_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "set"
+    assert ensure(root, progress=False, **TINY) == root
+    before = _files(root)
+    real = synthetic._generate
+
+    def forbidden(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("regenerated although the params are equal")
+
+    monkeypatch.setattr(synthetic, "_generate", forbidden)
+    ensure(root, progress=False, **{**TINY, "clip_seconds": 4})  # 4 == 4.0
+    monkeypatch.setattr(synthetic, "_generate", real)
+    assert _files(root) == before
+
+    ensure(root, progress=False, **{**TINY, "n_train": 2})
+    assert len(list((root / "audio" / "train").glob("*.wav"))) == 2
+    assert json.loads((root / "synthetic.json").read_text())["params"]["n_train"] == 2
+
+    (root / "audio" / "test" / "test_0001.wav").unlink()  # an incomplete set is regenerated
+    ensure(root, progress=False, **{**TINY, "n_train": 2})
+    assert (root / "audio" / "test" / "test_0001.wav").is_file()
+
+
+def test_interrupted_generation_leaves_no_half_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "set"
+    real = synthetic._render
+    calls = []
+
+    def flaky(*args: object) -> object:
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(synthetic, "_render", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ensure(root, progress=False, **TINY)
+    assert not root.exists()
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp folder left behind
+
+    monkeypatch.setattr(synthetic, "_render", real)
+    ensure(root, progress=False, **TINY)
+    before = _files(root)
+    monkeypatch.setattr(synthetic, "_render", flaky)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        ensure(root, progress=False, **{**TINY, "seed": 9})
+    assert _files(root) == before  # the complete old set is untouched
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(SyntheticError, match="refusing to overwrite"):
+        ensure(tmp_path / "mine", progress=False, **TINY)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"n_train": -1}, "n_train"),
+        ({"clip_seconds": 0}, "clip_seconds"),
+        ({"sample_rate": 4000}, "sample_rate"),
+        ({"snr_db": (10, 0)}, "snr_db"),
+        ({"events_per_clip": 3}, "events_per_clip"),
+        ({"colour": "pink"}, "colour"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path: Path, params: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        ensure(tmp_path / "set", progress=False, **params)
+    assert not (tmp_path / "set").exists()
+
+
+def test_classes_have_distinct_signatures() -> None:
+    """Each class keeps its energy in its band, and class spectra tell the classes apart."""
+    sr = 16000
+    rng = np.random.default_rng(0)
+    edges = np.geomspace(50, 7500, 25)
+
+    def profile(x: np.ndarray) -> np.ndarray:
+        freqs, psd = signal.welch(x, fs=sr, nperseg=1024)
+        bands = np.array(
+            [
+                psd[(freqs >= a) & (freqs < b)].sum()
+                for a, b in zip(edges[:-1], edges[1:], strict=True)
+            ]
+        )
+        return np.log(bands / bands.sum() + 1e-9)
+
+    means, tests = {}, []
+    for label in CLASSES:
+        shortest, longest = synthetic.CLASS_DURATIONS[label]
+        profiles = []
+        for _ in range(6):
+            seconds = rng.uniform(shortest, longest)
+            x = render_event(label, seconds, sr, rng)
+            assert np.all(np.isfinite(x)) and x[0] != 0 and x[-1] != 0, label
+            assert 0.15 * sr <= len(x) <= seconds * sr * 1.05 + 0.1 * sr, label
+            freqs, psd = signal.welch(x, fs=sr, nperseg=1024)
+            lo, hi = class_band(label, sr)
+            assert psd[(freqs >= lo) & (freqs < hi)].sum() / psd.sum() > 0.6, label
+            profiles.append(profile(x))
+        means[label] = np.mean(profiles[:3], axis=0)
+        tests += [(label, p) for p in profiles[3:]]
+    hits = [
+        min(means, key=lambda c, p=p: np.sum((means[c] - p) ** 2)) == label for label, p in tests
+    ]
+    assert np.mean(hits) >= 0.75
+
+
+def test_cli(tmp_path: Path) -> None:
+    root = tmp_path / "cli"
+    args = [sys.executable, "-m", "sed.data.synthetic", str(root), "--seed", "5"]
+    args += ["--n-train", "2", "--n-validation", "1", "--n-test", "1"]
+    args += ["--clip-seconds", "2", "--sample-rate", "8000"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(root.resolve()) in done.stdout
+    params = json.loads((root / "synthetic.json").read_text())["params"]
+    assert params["seed"] == 5 and params["n_train"] == 2 and params["sample_rate"] == 8000
+    assert len(list((root / "audio" / "train").glob("*.wav"))) == 2
+
+
+def test_cli_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main([str(tmp_path / "cli"), "--clip-seconds", "0"])
+    assert exit_info.value.code == 2 and "clip_seconds" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
