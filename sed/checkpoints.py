@@ -27,6 +27,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes private files; checkpoints are shared artefacts
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -593,6 +593,7 @@ def evaluate_all(
     targets: Mapping[str, Any] | None = None,
     psds: bool = True,
     classwise: bool = True,
+    num_jobs: int = 1,
     **params: Any,
 ) -> dict[str, float]:
     """Every metric for one split as one flat dict (event_*, segment_*, frame_*, psds1, psds2).
@@ -601,6 +602,8 @@ def evaluate_all(
     ``postprocessing`` (or ``estimated`` if given); frame metrics use the thresholds only (no
     median filter) against ``targets`` ({filename: [T, C]}, default: reference events on the
     frame grid). durations default to T * hop per file. Training prefixes keys with SPLIT/.
+    PSDS takes tens of seconds for a thousand clips (sed_scores_eval, ``num_jobs`` processes);
+    pass ``psds=False`` for cheap per-epoch validation.
     """
     classes = _check_classes(classes)
     if postprocessing is None:
@@ -644,6 +647,14 @@ def evaluate_all(
 
     if psds:
         out.update(
-            psds_from_scores(probs, hop_seconds, reference, durations, classes, classwise=classwise)
+            psds_from_scores(
+                probs,
+                hop_seconds,
+                reference,
+                durations,
+                classes,
+                classwise=classwise,
+                num_jobs=num_jobs,
+            )
         )
     return out

@@ -21,7 +21,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from sed.audio import AudioError, load_audio
 

@@ -94,7 +94,9 @@ def plot_learning_curves(
     history = history.sort_values("epoch")
     epoch = history["epoch"].to_numpy()
     if monitor is not None and monitor not in history.columns:
-        raise PlotError(f"monitor {monitor!r} is not a history column; it has {list(history.columns)}")
+        raise PlotError(
+            f"monitor {monitor!r} is not a history column; it has {list(history.columns)}"
+        )
     if best_epoch is None and monitor is not None and history[monitor].notna().any():
         values = history[monitor]
         best = values.idxmin() if _lower_is_better(monitor) else values.idxmax()
@@ -102,17 +104,27 @@ def plot_learning_curves(
 
     # Only overall metrics: per-class columns (`validation/frame_f1/Speech`) would swamp the panel.
     def columns(pattern: str) -> list[str]:
-        return [c for c in history.columns
-                if re.search(pattern, c) and c.count("/") <= 1 and history[c].notna().any()]
+        return [
+            c
+            for c in history.columns
+            if re.search(pattern, c) and c.count("/") <= 1 and history[c].notna().any()
+        ]
 
     loss_cols = columns(r"loss$")
     score_cols = columns(r"(_f1|psds\w*)$")
     error_cols = columns(r"_er$")
     tf_cols = columns(r"^p_tf")
     lr_cols = columns(r"^lr$")
-    panels = [(cols, kind) for cols, kind in [
-        (loss_cols, "loss"), (score_cols, "score"), (error_cols, "error"),
-        (tf_cols + lr_cols, "schedule")] if cols]
+    panels = [
+        (cols, kind)
+        for cols, kind in [
+            (loss_cols, "loss"),
+            (score_cols, "score"),
+            (error_cols, "error"),
+            (tf_cols + lr_cols, "schedule"),
+        ]
+        if cols
+    ]
     if not panels:
         raise PlotError(f"history: nothing to plot besides 'epoch'; it has {list(history.columns)}")
 
@@ -145,14 +157,26 @@ def plot_learning_curves(
                 ax.set_ylim(-0.02, 1.02)
             if lr_cols:
                 lines_ax = ax.twinx() if tf_cols else ax
-                lines_ax.plot(epoch, history["lr"], color="tab:gray", linestyle=":",
-                              marker=marker, markersize=3, label="lr")
+                lines_ax.plot(
+                    epoch,
+                    history["lr"],
+                    color="tab:gray",
+                    linestyle=":",
+                    marker=marker,
+                    markersize=3,
+                    label="lr",
+                )
                 lines_ax.set_ylabel("learning rate")
                 if (history["lr"] > 0).all():
                     lines_ax.set_yscale("log")
         if best_epoch is not None:
-            ax.axvline(best_epoch, color="black", linestyle="--", linewidth=1,
-                       label=f"best epoch ({best_epoch})")
+            ax.axvline(
+                best_epoch,
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                label=f"best epoch ({best_epoch})",
+            )
         handles, labels = ax.get_legend_handles_labels()
         if lines_ax is not ax:
             more = lines_ax.get_legend_handles_labels()
@@ -201,13 +225,24 @@ def plot_teacher_forcing(batches: pd.DataFrame, path: str | Path, dpi: int = DPI
             ax.axvspan(row["min"] - 0.5, row["max"] + 0.5, color="0.92", zorder=0, linewidth=0)
 
     loss_ax.plot(x, loss, color="tab:orange", alpha=0.3, linewidth=0.8, label="loss (per batch)")
-    loss_ax.plot(x, smooth, color="tab:orange", linewidth=1.8,
-                 label=f"loss (moving mean of {window})" if window > 1 else "loss")
+    loss_ax.plot(
+        x,
+        smooth,
+        color="tab:orange",
+        linewidth=1.8,
+        label=f"loss (moving mean of {window})" if window > 1 else "loss",
+    )
     loss_ax.set_ylabel("training loss (BCE)", color="tab:orange")
     loss_ax.tick_params(axis="y", colors="tab:orange")
 
-    ax.plot(x, batches["p_tf"], color="tab:blue", linewidth=2, drawstyle="steps-post",
-            label="p_tf (teacher forcing)")
+    ax.plot(
+        x,
+        batches["p_tf"],
+        color="tab:blue",
+        linewidth=2,
+        drawstyle="steps-post",
+        label="p_tf (teacher forcing)",
+    )
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(x.min() - 0.5, x.max() + 0.5)
     ax.set_xlabel("training batch")
@@ -252,8 +287,10 @@ def _events_of(table: pd.DataFrame | None, classes: Sequence[str], what: str) ->
         return pd.DataFrame({"onset": [], "offset": [], "event_label": []})
     _require_columns(table, ["onset", "offset", "event_label"], what)
     if "filename" in table.columns and table["filename"].nunique() > 1:
-        raise PlotError(f"{what}: an event roll shows one file, got "
-                        f"{table['filename'].nunique()} ({sorted(table['filename'].unique())[:3]}...)")
+        raise PlotError(
+            f"{what}: an event roll shows one file, got "
+            f"{table['filename'].nunique()} ({sorted(table['filename'].unique())[:3]}...)"
+        )
     unknown = sorted(set(table["event_label"].dropna()) - set(classes))
     if unknown:
         raise PlotError(f"{what}: label(s) {unknown} are not among the classes {list(classes)}")
@@ -297,13 +334,20 @@ def plot_event_roll(
     duration = max(features.shape[0], probs.shape[0]) * hop_seconds
     if len(reference):
         duration = max(duration, float(reference["offset"].max()))
-    row_height = 0.55 if num_classes <= 10 else 0.1
+    row_height = 0.55 if num_classes <= 10 else 0.45
     fig = Figure(figsize=(12, 2.8 + row_height * num_classes + 0.9), layout="constrained")
-    grid = fig.add_gridspec(num_classes + 1, 1, height_ratios=[2.8 / row_height] + [1] * num_classes)
+    grid = fig.add_gridspec(
+        num_classes + 1, 1, height_ratios=[2.8 / row_height] + [1] * num_classes
+    )
     spec_ax = fig.add_subplot(grid[0])
-    image = spec_ax.imshow(features.T, origin="lower", aspect="auto", cmap="magma",
-                           interpolation="nearest",
-                           extent=(0.0, features.shape[0] * hop_seconds, 0, features.shape[1]))
+    image = spec_ax.imshow(
+        features.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        interpolation="nearest",
+        extent=(0.0, features.shape[0] * hop_seconds, 0, features.shape[1]),
+    )
     spec_ax.set_ylabel("mel band")
     spec_ax.set_title(title or "Event roll")
     fig.colorbar(image, ax=spec_ax, label="log-mel (dB)", pad=0.01, aspect=12)
@@ -312,17 +356,43 @@ def plot_event_roll(
     fontsize = 9 if num_classes <= 10 else 8
     for k, name in enumerate(classes):
         ax = fig.add_subplot(grid[k + 1], sharex=spec_ax)
-        for onset, offset in reference.loc[reference["event_label"] == name, ["onset", "offset"]].to_numpy(float):
-            ax.add_patch(Rectangle((onset, 0), offset - onset, 1, transform=ax.get_xaxis_transform(),
-                                   facecolor=_REFERENCE_COLOR, alpha=0.3, linewidth=0,
-                                   gid=REFERENCE_GID))
+        for onset, offset in reference.loc[
+            reference["event_label"] == name, ["onset", "offset"]
+        ].to_numpy(float):
+            ax.add_patch(
+                Rectangle(
+                    (onset, 0),
+                    offset - onset,
+                    1,
+                    transform=ax.get_xaxis_transform(),
+                    facecolor=_REFERENCE_COLOR,
+                    alpha=0.3,
+                    linewidth=0,
+                    gid=REFERENCE_GID,
+                )
+            )
         if len(probs):  # repeat the last value so the last frame's step is drawn to its end
-            ax.plot(edges, np.append(probs[:, k], probs[-1, k]), drawstyle="steps-post",
-                    color=_PROB_COLOR, linewidth=1)
+            ax.plot(
+                edges,
+                np.append(probs[:, k], probs[-1, k]),
+                drawstyle="steps-post",
+                color=_PROB_COLOR,
+                linewidth=1,
+            )
         ax.axhline(thresholds[k], color="black", linestyle="--", linewidth=0.7)
-        for onset, offset in estimated.loc[estimated["event_label"] == name, ["onset", "offset"]].to_numpy(float):
-            ax.add_patch(Rectangle((onset, -0.32), offset - onset, 0.22, facecolor=_ESTIMATED_COLOR,
-                                   linewidth=0, gid=ESTIMATED_GID))
+        for onset, offset in estimated.loc[
+            estimated["event_label"] == name, ["onset", "offset"]
+        ].to_numpy(float):
+            ax.add_patch(
+                Rectangle(
+                    (onset, -0.32),
+                    offset - onset,
+                    0.22,
+                    facecolor=_ESTIMATED_COLOR,
+                    linewidth=0,
+                    gid=ESTIMATED_GID,
+                )
+            )
         ax.set_ylim(-0.38, 1.08)
         ax.set_yticks([0, 1])
         ax.tick_params(axis="y", labelsize=6)
@@ -341,7 +411,10 @@ def plot_event_roll(
             _line("black", "--", "threshold"),
             Patch(facecolor=_ESTIMATED_COLOR, label="predicted event"),
         ],
-        loc="outside lower center", ncol=4, fontsize=9, frameon=False,
+        loc="outside lower center",
+        ncol=4,
+        fontsize=9,
+        frameon=False,
     )
     save_figure(fig, path, dpi)
     return fig
@@ -392,11 +465,14 @@ def plot_metric_vs_params(
             data[std_col] = np.nan
     elif metric in table.columns:
         grouped = table.groupby(params + by, dropna=False)[metric]
-        data = pd.concat([grouped.mean().rename(mean_col), grouped.std(ddof=1).rename(std_col)],
-                         axis=1).reset_index()
+        data = pd.concat(
+            [grouped.mean().rename(mean_col), grouped.std(ddof=1).rename(std_col)], axis=1
+        ).reset_index()
     else:
-        raise PlotError(f"metric table: neither {mean_col!r} nor {metric!r} is a column; "
-                        f"it has {list(table.columns)}")
+        raise PlotError(
+            f"metric table: neither {mean_col!r} nor {metric!r} is a column; "
+            f"it has {list(table.columns)}"
+        )
     data = data[data[mean_col].notna()].reset_index(drop=True)
     if data.empty:
         raise PlotError(f"metric table: no values of {metric!r} to plot")
@@ -404,8 +480,9 @@ def plot_metric_vs_params(
     def others_of(param: str) -> list[str]:
         return [q for q in params + by if q != param and data[q].nunique(dropna=False) > 1]
 
-    most_lines = max(len(data.groupby(others_of(p), dropna=False)) if others_of(p) else 0
-                     for p in params)
+    most_lines = max(
+        len(data.groupby(others_of(p), dropna=False)) if others_of(p) else 0 for p in params
+    )
     fig = Figure(figsize=(4.8 * len(params) + 0.6, 3.8 + 0.2 * most_lines), layout="constrained")
     axes = fig.subplots(1, len(params), squeeze=False)[0]
     for ax, param in zip(axes, params, strict=True):
@@ -418,9 +495,15 @@ def plot_metric_vs_params(
             order = np.argsort(x, kind="stable")
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{q}={v}" for q, v in zip(others, key, strict=True)) or metric
-            ax.errorbar(x[order], rows[mean_col].to_numpy(float)[order],
-                        yerr=np.nan_to_num(rows[std_col].to_numpy(float)[order]),
-                        marker="o", capsize=3, linewidth=1.4, label=label)
+            ax.errorbar(
+                x[order],
+                rows[mean_col].to_numpy(float)[order],
+                yerr=np.nan_to_num(rows[std_col].to_numpy(float)[order]),
+                marker="o",
+                capsize=3,
+                linewidth=1.4,
+                label=label,
+            )
         if categories is not None:
             ax.set_xticks(range(len(categories)), labels=categories)
         elif (x_all > 0).all() and x_all.max() / x_all.min() >= 50:
@@ -431,8 +514,13 @@ def plot_metric_vs_params(
         ax.grid(alpha=0.3)
         if others:
             # Below the panel, where it hides no data; constrained layout makes room for it.
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-                      ncol=1 if len(groups) <= 8 else 2, frameon=False)
+            ax.legend(
+                fontsize=7,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.16),
+                ncol=1 if len(groups) <= 8 else 2,
+                frameon=False,
+            )
     fig.suptitle(f"{metric} across the sweep (error bars: std over seeds/folds)")
     save_figure(fig, path, dpi)
     return fig

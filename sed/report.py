@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -78,7 +77,9 @@ def find_run_dirs(directory: str | Path) -> list[Path]:
 
 def _natural_key(path: Path) -> list[Any]:
     """Sort key that orders numbered Hydra job dirs numerically."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path)) if t]
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path)) if t
+    ]
 
 
 def _parse_value(text: str) -> Any:
@@ -118,20 +119,25 @@ def _read_overrides(run_dir: Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError) as error:
         raise ReportError(f"{path}: cannot read the overrides: {error}") from error
     if not isinstance(items, list):
-        raise ReportError(f"{path}: expected a YAML list of 'key=value' strings, got {type(items).__name__}")
+        raise ReportError(
+            f"{path}: expected a YAML list of 'key=value' strings, got {type(items).__name__}"
+        )
     return dict(parse_override(item) for item in items)
 
 
+_ABSENT = object()
+
+
 def _config_value(run_dir: Path, key: str) -> Any:
-    """`key` (dotted) looked up in the run's .hydra/config.yaml; NaN when absent."""
+    """`key` (dotted) looked up in the run's .hydra/config.yaml; _ABSENT when it is not there."""
     path = run_dir / ".hydra" / "config.yaml"
     try:
         node: Any = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return np.nan
+        return _ABSENT
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return np.nan
+            return _ABSENT
         node = node[part]
     return node if not isinstance(node, list | dict) else json.dumps(node)
 
@@ -150,8 +156,13 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _log_error(run_dir: Path) -> str | None:
     """The exception line of the last traceback in the run's logs, or None when there is none."""
-    logs = [*run_dir.glob("*.log"), *run_dir.glob("*.err"), *(run_dir / ".hydra").glob("*.log"),
-            *(run_dir / ".submitit").rglob("*.err"), *(run_dir / ".submitit").rglob("*.log")]
+    logs = [
+        *run_dir.glob("*.log"),
+        *run_dir.glob("*.err"),
+        *(run_dir / ".hydra").glob("*.log"),
+        *(run_dir / ".submitit").rglob("*.err"),
+        *(run_dir / ".submitit").rglob("*.log"),
+    ]
     for log in sorted(logs):
         try:
             text = log.read_text(errors="replace")
@@ -202,15 +213,19 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
     for run_dir in run_dirs:
         overrides = _read_overrides(run_dir)
         for key in config_keys:
-            if key not in overrides and key not in RESERVED:
-                overrides[key] = _config_value(run_dir, key)
+            value = _ABSENT if key in overrides or key in RESERVED else _config_value(run_dir, key)
+            if value is not _ABSENT:
+                overrides[key] = value
         status, error, metrics = _run_status(run_dir)
-        metrics = {(f"metrics:{k}" if k in overrides or k in RESERVED else k): v
-                   for k, v in metrics.items()}
+        metrics = {
+            (f"metrics:{k}" if k in overrides or k in RESERVED else k): v
+            for k, v in metrics.items()
+        }
         override_keys.update(dict.fromkeys(overrides))
         metric_keys.update(dict.fromkeys(metrics))
-        rows.append({"run_dir": str(run_dir), "status": status, "error": error,
-                     **overrides, **metrics})
+        rows.append(
+            {"run_dir": str(run_dir), "status": status, "error": error, **overrides, **metrics}
+        )
     table = pd.DataFrame(rows, columns=[*RESERVED, *override_keys, *metric_keys])
     for key in override_keys:  # integers stay integers when some runs lack the key (not 2.0)
         values = [row[key] for row in rows if key in row and not _missing(row[key])]
@@ -226,10 +241,16 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     run scalars of DESIGN.md)."""
     names = runs.attrs.get("metrics")
     if names is None:
-        names = [c for c in runs.columns if c not in RESERVED
-                 and (c in RUN_SCALARS or re.fullmatch(r"[A-Za-z_]\w*/\S+", c))]
-    return [c for c in names if c in runs.columns
-            and pd.to_numeric(runs[c], errors="coerce").notna().any()]
+        names = [
+            c
+            for c in runs.columns
+            if c not in RESERVED and (c in RUN_SCALARS or re.fullmatch(r"[A-Za-z_]\w*/\S+", c))
+        ]
+    return [
+        c
+        for c in names
+        if c in runs.columns and pd.to_numeric(runs[c], errors="coerce").notna().any()
+    ]
 
 
 def override_columns(runs: pd.DataFrame) -> list[str]:
@@ -274,13 +295,15 @@ def summarize(
         keys = list(dict.fromkeys(group_by))
         missing = [k for k in keys if k not in runs.columns]
         if missing:
-            raise ReportError(f"group-by key(s) {missing} are not overrides of any run; "
-                              f"overrides: {overrides}")
+            raise ReportError(
+                f"group-by key(s) {missing} are not overrides of any run; overrides: {overrides}"
+            )
     metrics = metric_columns(runs) if metrics is None else list(metrics)
     unknown = [m for m in metrics if m not in runs.columns]
     if unknown:
-        raise ReportError(f"metric(s) {unknown} are in no metrics.json; "
-                          f"available: {metric_columns(runs)}")
+        raise ReportError(
+            f"metric(s) {unknown} are in no metrics.json; available: {metric_columns(runs)}"
+        )
     groups = runs.groupby(keys, dropna=False, sort=False) if keys else [((), runs)]
     rows = []
     for key, group in groups:
@@ -295,10 +318,16 @@ def summarize(
             row[f"{metric}_mean"] = values.mean()
             row[f"{metric}_std"] = values.std(ddof=1)
         rows.append(row)
-    columns = [*keys, "n", "n_failed", "n_unfinished",
-               *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    columns = [
+        *keys,
+        "n",
+        "n_failed",
+        "n_unfinished",
+        *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
+    ]
     summary = _sorted_groups(pd.DataFrame(rows, columns=columns), keys)
-    summary.attrs = {"group_by": keys, "metrics": metrics, "over": list(over)}
+    averaged = [k for k in overrides if k not in keys]  # what each group's runs may differ in
+    summary.attrs = {"group_by": keys, "metrics": metrics, "over": averaged}
     return summary
 
 
@@ -358,11 +387,16 @@ def summary_markdown(
     every run, the failed / unfinished runs with their errors, and links to the plots (relative
     to `out_dir`, where summary.md goes)."""
     root = Path(root) if root is not None else None
-    keys = summary.attrs.get("group_by") or [c for c in summary.columns if c not in (
-        "n", "n_failed", "n_unfinished") and not re.search(r"_(mean|std)$", c)]
-    metrics = summary.attrs.get("metrics") or [c[:-5] for c in summary.columns if c.endswith("_mean")]
+    keys = summary.attrs.get("group_by") or [
+        c
+        for c in summary.columns
+        if c not in ("n", "n_failed", "n_unfinished") and not re.search(r"_(mean|std)$", c)
+    ]
+    metrics = summary.attrs.get("metrics") or [
+        c[:-5] for c in summary.columns if c.endswith("_mean")
+    ]
     metrics = sorted(metrics, key=lambda m: m != metric)
-    over = summary.attrs.get("over", list(DEFAULT_OVER))
+    over = summary.attrs.get("over", [])
     counts = runs["status"].value_counts()
     lines = [
         "# Report" + (f": `{root}`" if root is not None else ""),
@@ -382,8 +416,11 @@ def summary_markdown(
         values = summary[mean_col]
         best = summary.loc[values.idxmax() if _higher_is_better(metric) else values.idxmin()]
         setting = ", ".join(f"{k}={_text(best[k])}" for k in shown) or "all runs"
-        lines += [f"Best `{metric}`: **{_mean_std(best[mean_col], best[f'{metric}_std'])}** "
-                  f"({setting}; n={int(best['n'])}).", ""]
+        lines += [
+            f"Best `{metric}`: **{_mean_std(best[mean_col], best[f'{metric}_std'])}** "
+            f"({setting}; n={int(best['n'])}).",
+            "",
+        ]
     not_finished = summary["n_failed"].sum() + summary["n_unfinished"].sum() > 0
     header = [*shown, "n", *(["failed", "unfinished"] if not_finished else []), *metrics]
     rows = []
@@ -396,7 +433,14 @@ def summary_markdown(
     lines += [_markdown_table(header, rows), ""]
 
     problems = runs[runs["status"] != FINISHED]
-    lines += ["## Failed and unfinished runs", ""]
+    lines += [
+        "## Failed and unfinished runs",
+        "",
+        "*failed*: metrics.json unreadable, or missing with a traceback in the run's logs; "
+        "*unfinished*: no metrics.json and no error in the logs (still running, killed, or "
+        "crashed without logging its traceback: Hydra prints a job's exception to stderr only).",
+        "",
+    ]
     if problems.empty:
         lines += ["None: every run finished.", ""]
     else:
@@ -404,8 +448,14 @@ def summary_markdown(
         listing = []
         for _, run in problems.iterrows():
             settings = " ".join(f"{k}={_text(run[k])}" for k in overrides if not _missing(run[k]))
-            listing.append([f"`{_relative(run['run_dir'], root)}`", run["status"],
-                            _text(settings or "–"), _text(run["error"] or "–")])
+            listing.append(
+                [
+                    f"`{_relative(run['run_dir'], root)}`",
+                    run["status"],
+                    _text(settings or "–"),
+                    _text(run["error"] or "–"),
+                ]
+            )
         lines += [_markdown_table(["run", "status", "overrides", "error"], listing), ""]
     if plots:
         lines += ["## Plots", ""]
@@ -475,14 +525,20 @@ def report(
         plot_metric_vs_params(done, metric, params, path, by=[k for k in keys if k not in params])
         plots.append(path)
     text = summary_markdown(runs, summary, metric, root=root, plots=plots, out_dir=out_dir)
-    files = [_write_csv(runs, out_dir / "runs.csv"), _write_csv(summary, out_dir / "summary.csv"),
-             _write_text(text + "\n", out_dir / "summary.md")]
+    files = [
+        _write_csv(runs, out_dir / "runs.csv"),
+        _write_csv(summary, out_dir / "summary.csv"),
+        _write_text(text + "\n", out_dir / "summary.md"),
+    ]
     if verbose:
         print(text)
         problems = runs[runs["status"] != FINISHED]
         for _, run in problems.iterrows():
-            print(f"{run['status'].upper()}: {run['run_dir']}" + (f" ({run['error']})" if run["error"] else ""),
-                  file=sys.stderr)
+            print(
+                f"{run['status'].upper()}: {run['run_dir']}"
+                + (f" ({run['error']})" if run["error"] else ""),
+                file=sys.stderr,
+            )
         print(f"wrote {', '.join(str(f) for f in files + plots)}")
     return Report(runs, summary, out_dir, files, plots)
 
@@ -491,27 +547,52 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m sed.report`."""
     parser = argparse.ArgumentParser(
         prog="python -m sed.report",
-        description="Summarize a run directory or a Hydra multirun/sweep directory: one row per "
-        "run (runs.csv), mean ± std over seeds and folds per setting (summary.csv, summary.md) "
-        "and plots of the metric against sampler.gamma / p_min / p_max when they vary.",
-        epilog="Statuses: finished (metrics.json parses), failed (metrics.json unreadable, or "
-        "missing with a traceback in the run's logs), unfinished (no metrics.json, no error: "
-        "still running or killed). Failed and unfinished runs are listed in summary.md and "
-        "printed.\nExample: python -m sed.report outputs/train/multiruns/2024-05-01_12-00-00 "
-        "--metric test/event_f1 --group-by sampler.gamma",
+        description=(
+            "Summarize a run directory or a Hydra multirun/sweep directory: one row per run\n"
+            "(runs.csv), mean ± std over seeds and folds per setting (summary.csv, summary.md)\n"
+            "and plots of --metric against sampler.gamma / p_min / p_max when they vary."
+        ),
+        epilog=(
+            "run statuses:\n"
+            "  finished    metrics.json parses\n"
+            "  failed      metrics.json unreadable, or missing with a traceback in the run's logs\n"
+            "  unfinished  no metrics.json and no error logged (running, killed, or crashed\n"
+            "              without logging: Hydra prints a job's exception to stderr only)\n"
+            "Failed and unfinished runs are listed in summary.md and printed.\n\n"
+            "example:\n"
+            "  python -m sed.report outputs/smoke/multiruns/2024-05-01_12-00-00 \\\n"
+            "      --metric test/event_f1 --group-by sampler.gamma sampler.p_min"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dir", type=Path, help="a run dir or a multirun/sweep dir (searched "
-                        "recursively for folders holding .hydra/)")
-    parser.add_argument("--metric", default="test/event_f1",
-                        help="metrics.json key to rank settings by and to plot (default: %(default)s)")
-    parser.add_argument("--group-by", nargs="+", metavar="KEY", default=None,
-                        help="override keys to group by (default: every override key except "
-                        "the --over keys); keys no run overrides are read from .hydra/config.yaml")
-    parser.add_argument("--over", nargs="*", metavar="KEY", default=list(DEFAULT_OVER),
-                        help="keys averaged over when grouping by default (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: DIR/report)")
+    parser.add_argument(
+        "dir",
+        type=Path,
+        help="a run dir or a multirun/sweep dir (searched recursively for folders holding .hydra/)",
+    )
+    parser.add_argument(
+        "--metric",
+        default="test/event_f1",
+        help="metrics.json key to rank settings by and to plot (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--group-by",
+        nargs="+",
+        metavar="KEY",
+        default=None,
+        help="override keys to group by (default: every override key except "
+        "the --over keys); keys no run overrides are read from .hydra/config.yaml",
+    )
+    parser.add_argument(
+        "--over",
+        nargs="*",
+        metavar="KEY",
+        default=list(DEFAULT_OVER),
+        help="keys averaged over when grouping by default (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: DIR/report)"
+    )
     return parser
 
 

@@ -156,7 +156,13 @@ def write_training_plots(run_dir: Path, monitor: str, best_epoch: int) -> None:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the monitored validation metric for sweepers."""
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception:
+        # Hydra prints a job's exception to stderr only; the job log lets sed.report tell a
+        # failed run from an unfinished one.
+        log.exception("training failed")
+        raise
     return float(metrics.get(f"best/{cfg.monitor}", float("nan")))
 
 

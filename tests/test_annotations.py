@@ -142,7 +142,9 @@ def test_read_ann_per_file_form(tmp_path):
 
 
 def test_read_ann_list_forms(tmp_path):
-    events = read_ann(write(tmp_path / "meta.ann", TUT_2017_META), classes=["car", "people walking"])
+    events = read_ann(
+        write(tmp_path / "meta.ann", TUT_2017_META), classes=["car", "people walking"]
+    )
     assert events.values.tolist() == [
         ["audio/street/a001.wav", 1.589213, 2.38382, "people walking"],
         ["audio/street/a001.wav", 4.156693, 14.00307, "car"],

@@ -38,7 +38,9 @@ def test_load_split_with_durations_from_audio(tmp_path):
 
 
 def test_durations_tsv_is_used_and_adds_files_without_events(tmp_path):
-    make_dataset(tmp_path, "test", seconds={"a.wav": 2.0, "b.wav": 1.5, "sub/c.wav": 0.5, "q.wav": 1})
+    make_dataset(
+        tmp_path, "test", seconds={"a.wav": 2.0, "b.wav": 1.5, "sub/c.wav": 0.5, "q.wav": 1}
+    )
     (tmp_path / "metadata" / "test_durations.tsv").write_text(
         "filename\tduration\na.wav\t10.0\nq.wav\t3.0\n"
     )

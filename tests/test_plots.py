@@ -31,18 +31,20 @@ def assert_png(path) -> None:
 
 def history(epochs: int = 12, event_metrics: bool = True) -> pd.DataFrame:
     e = np.arange(1, epochs + 1)
-    table = pd.DataFrame({
-        "epoch": e,
-        "train_loss": 0.5 / e,
-        "validation_loss": 0.5 / e + 0.02 * (e > 7) * (e - 7),
-        "validation/frame_f1": 1 - 0.6 / e,
-        "validation/frame_er": 0.6 / e + 0.1,
-    })
+    table = pd.DataFrame(
+        {
+            "epoch": e,
+            "train_loss": 0.5 / e,
+            "validation_loss": 0.5 / e + 0.02 * (e > 7) * (e - 7),
+            "validation/frame_f1": 1 - 0.6 / e,
+            "validation/frame_er": 0.6 / e + 0.1,
+        }
+    )
     if event_metrics:
         table["validation/event_f1"] = 0.8 - 0.7 / e
         table["validation/event_er"] = 1.2 / e + 0.3
         table["p_tf_start"] = np.linspace(0.9, 0.1, epochs)
-        table["lr"] = 1e-3 * 0.9 ** e
+        table["lr"] = 1e-3 * 0.9**e
         table["seconds"] = 3.0
     return table
 
@@ -50,8 +52,9 @@ def history(epochs: int = 12, event_metrics: bool = True) -> pd.DataFrame:
 @pytest.mark.parametrize("event_metrics", [True, False])
 def test_learning_curves_png(tmp_path, event_metrics):
     path = tmp_path / "plots" / "learning_curves.png"
-    fig = plot_learning_curves(history(event_metrics=event_metrics), path,
-                               monitor="validation/frame_f1", best_epoch=7)
+    fig = plot_learning_curves(
+        history(event_metrics=event_metrics), path, monitor="validation/frame_f1", best_epoch=7
+    )
     assert_png(path)
     axes = [a for a in fig.axes if a.get_title()]
     titles = " ".join(a.get_title() for a in axes)
@@ -83,12 +86,14 @@ def test_learning_curves_errors(tmp_path):
 def test_teacher_forcing_png(tmp_path):
     rng = np.random.default_rng(0)
     n, per_epoch = 300, 30
-    batches = pd.DataFrame({
-        "batch": np.arange(n),
-        "epoch": np.arange(n) // per_epoch + 1,
-        "p_tf": np.clip(0.9 - np.arange(n) / n, 0.05, 0.9),
-        "loss": 0.7 * np.exp(-np.arange(n) / 100) + rng.normal(0, 0.03, n),
-    })
+    batches = pd.DataFrame(
+        {
+            "batch": np.arange(n),
+            "epoch": np.arange(n) // per_epoch + 1,
+            "p_tf": np.clip(0.9 - np.arange(n) / n, 0.05, 0.9),
+            "loss": 0.7 * np.exp(-np.arange(n) / 100) + rng.normal(0, 0.03, n),
+        }
+    )
     path = tmp_path / "tf.png"
     fig = plot_teacher_forcing(batches, path)
     assert_png(path)
@@ -108,16 +113,19 @@ def roll_inputs(classes: list[str], hop: float = 0.02, seconds: float = 10.0):
     frames = int(seconds / hop)
     rng = np.random.default_rng(1)
     features = rng.normal(-40, 10, size=(frames, 64)).astype(np.float32)
-    reference = pd.DataFrame({
-        "filename": "a.wav",
-        "onset": [0.5, 6.0, 2.0, 7.5],
-        "offset": [1.5, 8.25, 4.0, 9.0],
-        "event_label": [classes[0], classes[0], classes[-1], classes[len(classes) // 2]],
-    })
+    reference = pd.DataFrame(
+        {
+            "filename": "a.wav",
+            "onset": [0.5, 6.0, 2.0, 7.5],
+            "offset": [1.5, 8.25, 4.0, 9.0],
+            "event_label": [classes[0], classes[0], classes[-1], classes[len(classes) // 2]],
+        }
+    )
     probs = rng.uniform(0, 0.3, size=(frames, len(classes))).astype(np.float32)
-    probs[int(2.1 / hop):int(3.9 / hop), -1] = 0.9
-    estimated = pd.DataFrame({"filename": "a.wav", "onset": [2.1], "offset": [3.9],
-                              "event_label": [classes[-1]]})
+    probs[int(2.1 / hop) : int(3.9 / hop), -1] = 0.9
+    estimated = pd.DataFrame(
+        {"filename": "a.wav", "onset": [2.1], "offset": [3.9], "event_label": [classes[-1]]}
+    )
     return features, reference, probs, estimated
 
 
@@ -127,8 +135,11 @@ def class_axes(fig: Figure, classes: list[str]) -> dict[str, object]:
 
 
 def spans(ax, gid: str) -> list[tuple[float, float]]:
-    return sorted((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6))
-                  for p in ax.patches if p.get_gid() == gid)
+    return sorted(
+        (round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6))
+        for p in ax.patches
+        if p.get_gid() == gid
+    )
 
 
 @pytest.mark.parametrize("num_classes", [3, 16])
@@ -136,13 +147,25 @@ def test_event_roll_png_and_spans(tmp_path, num_classes):
     classes = [f"class_{k:02d}_{'long_name' if k % 3 == 0 else 'x'}" for k in range(num_classes)]
     features, reference, probs, estimated = roll_inputs(classes)
     path = tmp_path / f"roll_{num_classes}.png"
-    fig = plot_event_roll(features, reference, probs, estimated, classes, 0.02, path,
-                          threshold=0.5, title="test: a.wav")
+    fig = plot_event_roll(
+        features,
+        reference,
+        probs,
+        estimated,
+        classes,
+        0.02,
+        path,
+        threshold=0.5,
+        title="test: a.wav",
+    )
     assert_png(path)
     rows = class_axes(fig, classes)  # one row per class, labelled with the class name
     for name, ax in rows.items():
-        expected = sorted(reference.loc[reference.event_label == name, ["onset", "offset"]]
-                          .itertuples(index=False, name=None))
+        expected = sorted(
+            reference.loc[reference.event_label == name, ["onset", "offset"]].itertuples(
+                index=False, name=None
+            )
+        )
         assert spans(ax, REFERENCE_GID) == expected, name
         assert spans(ax, ESTIMATED_GID) == ([(2.1, 3.9)] if name == classes[-1] else []), name
     # The probability curve of a class is that class's column, on the time axis in seconds.
@@ -162,8 +185,16 @@ def test_event_roll_png_and_spans(tmp_path, num_classes):
 def test_event_roll_per_class_thresholds(tmp_path):
     classes = ["a", "b", "c"]
     features, reference, probs, estimated = roll_inputs(classes)
-    fig = plot_event_roll(features, reference, probs, estimated, classes, 0.02, tmp_path / "r.png",
-                          threshold={"a": 0.3, "b": 0.5, "c": 0.7})
+    fig = plot_event_roll(
+        features,
+        reference,
+        probs,
+        estimated,
+        classes,
+        0.02,
+        tmp_path / "r.png",
+        threshold={"a": 0.3, "b": 0.5, "c": 0.7},
+    )
     for name, value in zip(classes, [0.3, 0.5, 0.7], strict=True):
         ax = class_axes(fig, classes)[name]
         assert any(list(line.get_ydata()) == [value, value] for line in ax.lines)
@@ -173,22 +204,38 @@ def test_event_roll_errors(tmp_path):
     classes = ["a", "b"]
     features, reference, probs, estimated = roll_inputs(classes)
     with pytest.raises(PlotError, match="probs"):
-        plot_event_roll(features, reference, probs[:, :1], estimated, classes, 0.02, tmp_path / "r.png")
+        plot_event_roll(
+            features, reference, probs[:, :1], estimated, classes, 0.02, tmp_path / "r.png"
+        )
     bad = reference.assign(event_label=["a", "a", "zzz", "b"])
     with pytest.raises(PlotError, match="zzz"):
         plot_event_roll(features, bad, probs, estimated, classes, 0.02, tmp_path / "r.png")
     with pytest.raises(PlotError, match="3 values"):
-        plot_event_roll(features, reference, probs, estimated, classes, 0.02, tmp_path / "r.png",
-                        threshold=[0.1, 0.2, 0.3])
+        plot_event_roll(
+            features,
+            reference,
+            probs,
+            estimated,
+            classes,
+            0.02,
+            tmp_path / "r.png",
+            threshold=[0.1, 0.2, 0.3],
+        )
 
 
 def sweep_summary() -> pd.DataFrame:
     rows = []
     for gamma in [0.01, 0.1, 1.0]:
         for p_min in [0.0, 0.1]:
-            rows.append({"sampler.gamma": gamma, "sampler.p_min": p_min, "n": 3,
-                         "test/event_f1_mean": 0.3 + gamma / 4 + p_min,
-                         "test/event_f1_std": 0.02})
+            rows.append(
+                {
+                    "sampler.gamma": gamma,
+                    "sampler.p_min": p_min,
+                    "n": 3,
+                    "test/event_f1_mean": 0.3 + gamma / 4 + p_min,
+                    "test/event_f1_std": 0.02,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -211,8 +258,13 @@ def test_metric_vs_params_png(tmp_path):
 
 
 def test_metric_vs_params_from_runs(tmp_path):
-    runs = pd.DataFrame({"sampler.gamma": [0.1, 0.1, 0.5, 0.5], "seed": [1, 2, 1, 2],
-                         "test/event_f1": [0.2, 0.4, 0.5, 0.5]})
+    runs = pd.DataFrame(
+        {
+            "sampler.gamma": [0.1, 0.1, 0.5, 0.5],
+            "seed": [1, 2, 1, 2],
+            "test/event_f1": [0.2, 0.4, 0.5, 0.5],
+        }
+    )
     fig = plot_metric_vs_params(runs, "test/event_f1", ["sampler.gamma"], tmp_path / "r.png")
     (container,) = fig.axes[0].containers
     np.testing.assert_allclose(container.lines[0].get_ydata(), [0.3, 0.5])

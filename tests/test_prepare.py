@@ -508,3 +508,18 @@ def test_data_configs_match_datasets(name):
     assert data["root"] == f"/data/{name}/fold1"
     assert data["sample_rate"] == DATASETS[name].sample_rate
     assert data["prepare_command"].split()[3:] == [name, "SRC", f"/data/{name}"]
+
+
+def test_malformed_annotation_names_the_archive_member(tmp_path):
+    src = tmp_path / "src"
+    make_tut2017(src)
+    meta = src / f"{TUT2017}.meta.zip"
+    with zipfile.ZipFile(meta) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[f"{TUT2017}/meta/street/b008.ann"] = b"0.1\tabc\tcar\n"
+    with zipfile.ZipFile(meta, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    pattern = r"meta\.zip:TUT-sound-events-2017-development/meta/street/b008\.ann.*line 1"
+    with pytest.raises(PrepareError, match=pattern):
+        prep.prepare("tut2017", src, tmp_path / "out", progress=False)

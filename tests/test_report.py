@@ -36,8 +36,15 @@ def make_run(run_dir, overrides, metrics=None, log=None, config=None):
     hydra.mkdir(parents=True)
     if overrides is not None:
         (hydra / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (hydra / "config.yaml").write_text(yaml.safe_dump(config or {"seed": 1234, "sampler": {
-        "_target_": "sed.sampling.ScheduledSampler", "gamma": 0.125}}))
+    (hydra / "config.yaml").write_text(
+        yaml.safe_dump(
+            config
+            or {
+                "seed": 1234,
+                "sampler": {"_target_": "sed.sampling.ScheduledSampler", "gamma": 0.125},
+            }
+        )
+    )
     if metrics is not None:
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
     if log is not None:
@@ -52,9 +59,17 @@ def multirun(tmp_path):
     job = 0
     for gamma, values in F1.items():
         for seed, f1 in zip([1, 2, 3], values, strict=True):
-            make_run(root / str(job), ["+experiment=smoke", f"sampler.gamma={gamma}", f"seed={seed}"],
-                     {"test/event_f1": f1, "test/event_er": 1 - f1, "best_epoch": seed,
-                      "epochs": 10, "train_seconds": 3.5})
+            make_run(
+                root / str(job),
+                ["+experiment=smoke", f"sampler.gamma={gamma}", f"seed={seed}"],
+                {
+                    "test/event_f1": f1,
+                    "test/event_er": 1 - f1,
+                    "best_epoch": seed,
+                    "epochs": 10,
+                    "train_seconds": 3.5,
+                },
+            )
             job += 1
     make_run(root / "6", ["+experiment=smoke", "sampler.gamma=0.5", "seed=4"], log=TRACEBACK)
     make_run(root / "7", ["+experiment=smoke", "sampler.gamma=0.1", "seed=4"], log="epoch 1\n")
@@ -106,7 +121,13 @@ def check_summary(summary):
 
 def test_summarize_groups_by_overrides_except_seed(multirun):
     summary = summarize(collect_runs(multirun))
-    assert list(summary.columns[:5]) == ["experiment", "sampler.gamma", "n", "n_failed", "n_unfinished"]
+    assert list(summary.columns[:5]) == [
+        "experiment",
+        "sampler.gamma",
+        "n",
+        "n_failed",
+        "n_unfinished",
+    ]
     assert "seed" not in summary.columns
     check_summary(summary)
 
@@ -131,7 +152,11 @@ def test_report_writes_tables_markdown_and_plot(multirun, capsys):
     for name in ["runs.csv", "summary.csv", "summary.md"]:
         assert (out / name).stat().st_size > 0
     runs_csv = pd.read_csv(out / "runs.csv")
-    assert len(runs_csv) == 8 and sorted(runs_csv["status"].unique()) == ["failed", "finished", "unfinished"]
+    assert len(runs_csv) == 8 and sorted(runs_csv["status"].unique()) == [
+        "failed",
+        "finished",
+        "unfinished",
+    ]
     summary_csv = pd.read_csv(out / "summary.csv")
     assert summary_csv["test/event_f1_std"].round(6).tolist() == [0.1, round(math.sqrt(0.03), 6)]
     (plot,) = result.plots
@@ -144,8 +169,12 @@ def test_report_writes_tables_markdown_and_plot(multirun, capsys):
     assert "| 0.5 | 3 | 1 | 0 | 0.600 ± 0.173 |" in md
     assert "`experiment=smoke`" in md  # shared setting, stated once instead of a column
     assert "8 run(s): 6 finished, 1 failed, 1 unfinished" in md
+    assert "(averaged over: seed)" in md
     failures = md.split("## Failed and unfinished runs")[1]
-    assert "`6` | failed | experiment=smoke sampler.gamma=0.5 seed=4 | train.log: RuntimeError: boom" in failures
+    assert (
+        "`6` | failed | experiment=smoke sampler.gamma=0.5 seed=4 | train.log: RuntimeError: boom"
+        in failures
+    )
     assert "`7` | unfinished |" in failures
     assert f"]({plot.relative_to(out).as_posix()})" in md
     captured = capsys.readouterr()
@@ -155,8 +184,11 @@ def test_report_writes_tables_markdown_and_plot(multirun, capsys):
 
 
 def test_report_single_run_dir(tmp_path):
-    run = make_run(tmp_path / "runs" / "2024-05-01_12-00-00", [],
-                   {"test/event_f1": 0.42, "test/event_er": 0.9, "best_epoch": 3})
+    run = make_run(
+        tmp_path / "runs" / "2024-05-01_12-00-00",
+        [],
+        {"test/event_f1": 0.42, "test/event_er": 0.9, "best_epoch": 3},
+    )
     result = report(run, out=tmp_path / "out", verbose=False)
     assert len(result.runs) == 1 and result.runs["status"].iloc[0] == "finished"
     (row,) = result.summary.to_dict("records")
@@ -208,6 +240,8 @@ def test_cli(multirun, tmp_path, capsys):
     assert main([str(empty)]) == 2
     assert "no runs found" in capsys.readouterr().err
     assert main([str(tmp_path / "missing")]) == 2
+    assert main([str(multirun), "--group-by", "sampler.nope"]) == 2  # in no override or config
+    assert "sampler.nope" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

@@ -50,7 +50,7 @@ import pandas as pd
 import soundfile
 from tqdm import tqdm
 
-from sed.annotations import COLUMNS, read_ann, write_tsv
+from sed.annotations import COLUMNS, AnnotationError, read_ann, write_tsv
 from sed.audio import audio_duration
 
 __all__ = [
@@ -475,6 +475,11 @@ def _parse_list(source: _Source, rel: str) -> list[_ListRow]:
                     f"{source.where(rel)}, line {number}: onset/offset "
                     f"{cols[start : start + 2]} are not numbers"
                 ) from error
+            if not 0 <= onset < offset:
+                raise PrepareError(
+                    f"{source.where(rel)}, line {number}: need 0 <= onset < offset, "
+                    f"got {onset} and {offset}"
+                )
             event = (onset, offset, cols[start + 2])
         rows.append(_ListRow(path, number, event))
     return rows
@@ -491,7 +496,6 @@ class _Recording:
     name: str  # the file name in the output (basename)
     rel: str  # its path in the source tree
     events: pd.DataFrame
-    raw_labels: list[str]
 
 
 class _Builder:
@@ -543,7 +547,10 @@ class _Builder:
             return
         ann = next((a for a in ann_candidates if self.source.has(a)), None)
         if ann is not None:
-            events = read_ann(self.source.local_path(ann), filename=name)
+            try:
+                events = read_ann(self.source.local_path(ann), filename=name)
+            except AnnotationError as error:  # name the file as it is in SRC, not the scratch copy
+                raise PrepareError(f"{self.source.where(ann)}: {error}") from error
             events["filename"] = name
             source_name = ann
         else:
@@ -560,7 +567,7 @@ class _Builder:
                     self.unknown[norm].append(f"{name} ({source_name})")
         events["event_label"] = normalised
         events = events.sort_values(["onset", "offset"], kind="stable", ignore_index=True)
-        self.recordings[name] = _Recording(name, rel, events, raw)
+        self.recordings[name] = _Recording(name, rel, events)
 
     def check_labels(self) -> list[str]:
         """The output class list; raises on labels outside the documented classes unless allowed."""
