@@ -132,6 +132,13 @@ def _check_events(
                 f"{col} {events.at[i, col]!r} is not a finite number"
             )
         events[col] = values.astype(float)
+    bad = (events["onset"] < 0).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise EvaluationError(
+            f"{name} events: file {events.at[i, 'filename']!r} row {i}: "
+            f"negative onset {events.at[i, 'onset']}"
+        )
     bad = (events["offset"] < events["onset"]).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -544,11 +551,15 @@ def psds_from_scores(
     if not kept:
         return out
     columns = [classes.index(c) for c in kept]
-    scores = score_dataframes(
-        {f: _numpy(p)[:, columns] if np.ndim(p) == 2 else p for f, p in probs.items()},
-        hop_seconds,
-        kept,
-    )
+    kept_probs = {}
+    for f, p in probs.items():
+        p = _numpy(p)
+        if p.ndim != 2 or p.shape[1] != len(classes):
+            raise EvaluationError(
+                f"scores for file {f!r} must have shape [T, {len(classes)}], got {p.shape}"
+            )
+        kept_probs[f] = p[:, columns]
+    scores = score_dataframes(kept_probs, hop_seconds, kept)
 
     for name, settings in (("psds1", PSDS1), ("psds2", PSDS2)):
         value, per_class, *_ = intersection_based.psds(

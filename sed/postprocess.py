@@ -282,14 +282,14 @@ class PostProcessing:
             raise PostProcessError(
                 f"PostProcessing: unknown key(s) {unknown}; expected some of {sorted(known)}"
             )
-        return cls(**dict(data))
+        return cls(**{key: _plain(value) for key, value in data.items()})
 
 
 def _plain(value: Any) -> Any:
     """numpy scalars / arrays / tuples -> Python floats, ints, lists and dicts."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray | list | tuple):
+    if isinstance(value, np.ndarray | Sequence) and not isinstance(value, str):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()

@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("[!_]*.yaml"))
 
 
 def run_module(module: str, *overrides: str, root: Path, timeout: int = 300) -> str:

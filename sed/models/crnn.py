@@ -15,9 +15,11 @@ compute the same function (``loop=``):
   it falls back to ``"hoisted"``.
 - ``"auto"``: ``"cuda_graph"`` on CUDA in training mode with gradients on, ``"hoisted"`` elsewhere.
 
-When no label is fed back (``label_feedback=False``, or ``p_tf=1`` with targets, which is
-plain teacher forcing) the recurrence is an ordinary GRU, and every loop but ``"eager"`` runs
-PyTorch's fused GRU with the cell's weights (``fused_gru=True``).
+When no prediction is fed back (``label_feedback=False``, or ``p_tf=1`` with targets, which is
+plain teacher forcing) the recurrence is an ordinary GRU, and loops other than ``"eager"`` may run
+PyTorch's fused GRU with the cell's weights: ``fused_gru=None`` (default) does so where it is
+faster (on CUDA, or without autograd; on CPU the hoisted loop's hand-written backward beats
+nn.GRU's autograd), True always, False never.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class CRNN(nn.Module):
         threshold: float = 0.5,
         loop: str = "auto",
         kernel_size: int = 5,
-        fused_gru: bool = True,
+        fused_gru: bool | None = None,
         amp: bool = False,
         max_graphs: int = 4,
     ) -> None:
@@ -278,8 +280,6 @@ class CRNN(nn.Module):
         self.pool_sizes, self.channels = pools, chans
         self.label_feedback, self.threshold, self.loop = label_feedback, threshold, loop
         self.fused_gru, self.amp, self.max_graphs = fused_gru, amp, max_graphs
-        # sigmoid(logit) > threshold  <=>  logit > log(threshold / (1 - threshold)).
-        self._thr_logit = math.log(threshold / (1.0 - threshold))
         self.receptive_field_radius = len(pools) * (kernel_size // 2)
 
         blocks, in_ch = [], 1
@@ -303,6 +303,11 @@ class CRNN(nn.Module):
         self._graph_warned = False
 
     # ----------------------------------------------------------------- public
+    @property
+    def _thr_logit(self) -> float:
+        """sigmoid(logit) > threshold  <=>  logit > log(threshold / (1 - threshold))."""
+        return math.log(self.threshold / (1.0 - self.threshold))
+
     def encode(self, features: Tensor) -> Tensor:
         """Conv front end: [B, T, n_mels] -> per-frame features [B, T, channels * bands]."""
         x = self.conv(features.unsqueeze(1))  # [B, ch, T, bands]
@@ -336,16 +341,17 @@ class CRNN(nn.Module):
             tshift = torch.zeros_like(targets, dtype=features.dtype)
             tshift[:, 1:] = targets[:, :-1]
 
-        use_amp = self.amp and features.is_cuda
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        if self.amp and features.is_cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                feats = self.encode(features).to(features.dtype)
+        else:
             feats = self.encode(features)
-        feats = feats.to(features.dtype)
 
         loop = self._resolve_loop(features)
         if loop == "eager":
             return self._eager(feats, tshift, mask)
         no_label = not self.label_feedback or mode == "full"
-        if self.fused_gru and no_label:
+        if no_label and self._use_fused(feats):
             return self._fused(feats, tshift)
         if loop == "cuda_graph":
             out = self._graph_forward(feats, tshift, mask)
@@ -428,6 +434,12 @@ class CRNN(nn.Module):
             )
         return self.fc(out)
 
+    def _use_fused(self, feats: Tensor) -> bool:
+        """Whether the no-feedback case runs PyTorch's fused GRU (see fused_gru)."""
+        if self.fused_gru is None:
+            return feats.is_cuda or not (torch.is_grad_enabled() and feats.requires_grad)
+        return bool(self.fused_gru)
+
     # ------------------------------------------------------------ cuda graphs
     def _resolve_loop(self, features: Tensor) -> str:
         """The loop actually used for this call ("auto" and unavailable CUDA graphs resolved)."""
@@ -457,20 +469,21 @@ class CRNN(nn.Module):
             mask = torch.zeros(B, T, dtype=torch.bool, device=feats.device)
         params = self._graph_params()
         ptrs = tuple(p.data_ptr() for p in params)
-        key = (B, T, feats.dtype, feats.device, feats.requires_grad,
-               tuple(p.requires_grad for p in params))  # fmt: skip
+        grad_of = (feats.requires_grad, *(p.requires_grad for p in params))
+        if not any(grad_of):
+            return None  # nothing to backpropagate: no backward graph to capture
+        key = (B, T, feats.dtype, feats.device, grad_of, self._thr_logit)
         entry = self._graphs.get(key, _MISSING)
         if isinstance(entry, _GraphEntry) and entry.ptrs != ptrs:
             self._graphs.clear()  # parameters were reallocated: every capture is stale
             entry = _MISSING
         if entry is _MISSING:
             if len(self._graphs) >= self.max_graphs:
-                return None  # bucket budget spent: eager-launch the hoisted loop instead
+                return None  # bucket budget spent (no eviction: it could thrash): hoisted loop
             entry = self._capture(feats, tshift, mask, params, ptrs)
             self._graphs[key] = entry
         if entry is None:
             return None
-        self._graphs.move_to_end(key)
         return _GraphReplay.apply(entry, feats, tshift, mask, *params)
 
     def _capture(self, feats, tshift, mask, params, ptrs) -> _GraphEntry | None:
