@@ -254,22 +254,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one synchronised call."""
     _sync(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _summary(samples: list[float]) -> dict[str, Any]:
+def _summary(samples: list[float], prefix: str = "") -> dict[str, Any]:
+    keys = [f"{prefix}{k}" for k in ("median_s", "q1_s", "q3_s", "iqr_s")]
     if not samples:
-        return {"median_s": None, "q1_s": None, "q3_s": None, "iqr_s": None}
+        return dict.fromkeys(keys)
     q1, med, q3 = (float(v) for v in np.percentile(samples, [25, 50, 75]))
     if len(samples) < 2:
         q1 = q3 = None
-    return {"median_s": med, "q1_s": q1, "q3_s": q3,
-            "iqr_s": None if q1 is None else q3 - q1}  # fmt: skip
+    return dict(zip(keys, (med, q1, q3, None if q1 is None else q3 - q1), strict=True))
 
 
 def time_call(
@@ -282,10 +283,12 @@ def time_call(
 ) -> dict[str, Any]:
     """Median and IQR of `repeats` synchronised calls after `warmup` untimed ones, within a budget.
 
-    Once `max_seconds` have passed (counting warm-up) no further call starts, except the
-    `min_warmup` calls that must run (CUDA graph capture). Status: "ok" (all repeats),
-    "truncated" (fewer repeats), or "cold" (no timed repeat fitted: the median is the first
-    warm-up call, which includes first-call overheads, so it is an upper bound).
+    Wall-clock time (``median_s``...) and the process's CPU time over all its threads
+    (``cpu_median_s``...; on a shared machine a single-threaded run's CPU time leaves out the
+    time other jobs held the cores). Once `max_seconds` have passed (counting warm-up) no
+    further call starts, except the `min_warmup` calls that must run (CUDA graph capture).
+    Status: "ok" (all repeats), "truncated" (fewer repeats), or "cold" (no timed repeat fitted:
+    the median is the first warm-up call, which includes first-call overheads: an upper bound).
     """
     start = time.perf_counter()
     first = None
@@ -294,25 +297,26 @@ def time_call(
         first = took if first is None else first
         if i + 1 >= min_warmup and time.perf_counter() - start > max_seconds:
             break
-    samples: list[float] = []
+    samples: list[tuple[float, float]] = []
     while len(samples) < repeats and (
         not samples and first is None or time.perf_counter() - start <= max_seconds
     ):
         samples.append(_timed(fn, device))
     first = samples[0] if first is None and samples else first
     result: dict[str, Any] = {"status": "ok" if len(samples) == repeats else "truncated"}
-    if samples:
-        result.update(_summary(samples))
-    else:
-        result.update(_summary([first]))
+    used = samples or [first]
+    result.update(_summary([w for w, _ in used]))
+    result.update(_summary([c for _, c in used], "cpu_"))
+    if not samples:
         result["status"] = "cold"
         result["note"] = (
-            f"the first (warm-up) call took {first:.3g} s, over --max-seconds={max_seconds:g}: "
-            "no timed repeat; the median is that cold call, an upper bound"
+            f"the first (warm-up) call took {first[0]:.3g} s, over --max-seconds="
+            f"{max_seconds:g}: no timed repeat; the median is that cold call, an upper bound"
         )
     result["n"] = len(samples)
-    result["samples_s"] = samples
-    result["first_s"] = first
+    result["samples_s"] = [w for w, _ in samples]
+    result["cpu_samples_s"] = [c for _, c in samples]
+    result["first_s"] = first[0]
     result["seconds_spent"] = time.perf_counter() - start
     return result
 
@@ -321,8 +325,8 @@ def _skipped(reason: str) -> dict[str, Any]:
     return {"status": "skipped", "reason": reason, "median_s": None, "n": 0}
 
 
-def _usable(timing: dict[str, Any] | None) -> bool:
-    return bool(timing) and timing.get("median_s") is not None
+def _usable(timing: dict[str, Any] | None, key: str = "median_s") -> bool:
+    return bool(timing) and timing.get(key) is not None
 
 
 # ------------------------------------------------------------------------------- one shape
@@ -405,46 +409,47 @@ def _bench_case(
     return result
 
 
-def _ratio(a: dict | None, b: dict | None, sub: dict | None = None) -> float | None:
+def _ratio(
+    a: dict | None, b: dict | None, sub: dict | None = None, key: str = "median_s"
+) -> float | None:
     """(a - sub) / (b - sub) of medians, None when a value is missing or not positive."""
-    if not (_usable(a) and _usable(b)) or (sub is not None and not _usable(sub)):
+    if not (_usable(a, key) and _usable(b, key)) or (sub is not None and not _usable(sub, key)):
         return None
-    off = sub["median_s"] if sub is not None else 0.0
-    num, den = a["median_s"] - off, b["median_s"] - off
+    off = sub[key] if sub is not None else 0.0
+    num, den = a[key] - off, b[key] - off
     return num / den if den > 0 and num > 0 else None
 
 
-def shape_ratios(cases: dict[str, dict[str, Any]], device: torch.device) -> dict[str, Any]:
-    """Ratios of medians for one (device, shape): fast/GRU, seed/fast, recurrent shares."""
+def shape_ratios(
+    cases: dict[str, dict[str, Any]], device: torch.device, key: str = "median_s"
+) -> dict[str, Any]:
+    """Ratios of medians (`key`) for one (device, shape): fast/GRU, seed/fast, recurrent shares."""
     fast = fast_case(device)
 
-    def get(case: str, kind: str) -> dict | None:
-        return cases.get(case, {}).get(kind)
+    def ratio(a: str, b: str, kind: str = "train_step", sub: str | None = None) -> float | None:
+        def get(case: str | None) -> dict | None:
+            return None if case is None else cases.get(case, {}).get(kind)
 
-    step = "train_step"
+        return _ratio(get(a), get(b), get(sub), key)
+
     ratios: dict[str, Any] = {
         "fast_case": fast,
-        "fast_over_gru_step": _ratio(get(fast, step), get("cudnn_gru", step)),
-        "seed_over_fast_step": _ratio(get("seed", step), get(fast, step)),
-        "eager_over_fast_step": _ratio(get("eager", step), get(fast, step)),
-        "recurrent_fast_over_gru_step": _ratio(
-            get(fast, step), get("cudnn_gru", step), get("conv", step)
-        ),
-        "seed_over_fast_eval": _ratio(get("seed", "eval_forward"), get("hoisted", "eval_forward")),
-        "eager_over_fast_eval": _ratio(
-            get("eager", "eval_forward"), get("hoisted", "eval_forward")
-        ),
+        "fast_over_gru_step": ratio(fast, "cudnn_gru"),
+        "seed_over_fast_step": ratio("seed", fast),
+        "eager_over_fast_step": ratio("eager", fast),
+        "recurrent_fast_over_gru_step": ratio(fast, "cudnn_gru", sub="conv"),
+        "seed_over_fast_eval": ratio("seed", "hoisted", "eval_forward"),
+        "eager_over_fast_eval": ratio("eager", "hoisted", "eval_forward"),
     }
     if device.type == "cuda":
-        ratios["hoisted_over_gru_step"] = _ratio(get("hoisted", step), get("cudnn_gru", step))
-        ratios["seed_over_hoisted_step"] = _ratio(get("seed", step), get("hoisted", step))
-    conv = get("conv", step)
-    ratios["recurrent_share_step"] = {
-        case: (None if r is None or r < 1.0 else 1.0 - 1.0 / r)  # r < 1: noise
-        for case in cases
-        if case != "conv"
-        for r in [_ratio(get(case, step), conv)]
-    }
+        ratios["hoisted_over_gru_step"] = ratio("hoisted", "cudnn_gru")
+        ratios["seed_over_hoisted_step"] = ratio("seed", "hoisted")
+    shares = {}
+    for case in cases:
+        if case != "conv":
+            r = ratio(case, "conv")
+            shares[case] = None if r is None or r < 1.0 else 1.0 - 1.0 / r  # r < 1: noise
+    ratios["recurrent_share_step"] = shares
     statuses = [t.get("status") for c in cases.values() for t in c.values() if isinstance(t, dict)]
     ratios["approximate"] = any(s in ("cold", "truncated") for s in statuses)
     return ratios
@@ -661,8 +666,18 @@ def _log(message: str, quiet: bool) -> None:
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Run every (device, shape, case) the options name; the JSON document as a dict."""
     devices, shapes, cases = _resolve(args)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return _run(args, devices, shapes, cases)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    args: argparse.Namespace, devices: list[torch.device], shapes: list[Shape], cases: list[str]
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "environment": environment(devices),
         "settings": {
@@ -708,6 +723,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     args.quiet,
                 )
             entry["ratios"] = shape_ratios(entry["cases"], device)
+            if device.type == "cpu":
+                entry["ratios_cpu_time"] = shape_ratios(entry["cases"], device, "cpu_median_s")
             doc["results"].append(entry)
     doc["targets"] = evaluate_targets(doc["results"])
     if args.epoch:
@@ -735,6 +752,12 @@ TARGETS = (
 )  # fmt: skip
 
 
+def _status(value: float | None, op: str, bound: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if (value <= bound if op == "<=" else value >= bound) else "missed"
+
+
 def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Issue 6's targets against the measured ratios: met, missed, or not measured."""
     out = []
@@ -743,10 +766,11 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if torch.device(entry["device"]).type != dev or not entry["shape"].startswith(prefix):
                 continue
             value = entry["ratios"].get(key)
-            met = None if value is None else (value <= bound if op == "<=" else value >= bound)
+            cpu_value = entry.get("ratios_cpu_time", {}).get(key)
             out.append({"target": text, "device": entry["device"], "shape": entry["shape"],
                         "ratio": key, "bound": f"{op} {bound:g}", "value": value,
-                        "status": "not measured" if met is None else ("met" if met else "missed")})  # fmt: skip
+                        "status": _status(value, op, bound), "value_cpu_time": cpu_value,
+                        "status_cpu_time": _status(cpu_value, op, bound)})  # fmt: skip
         if not any(t["target"] == text for t in out):
             out.append({"target": text, "device": dev, "shape": prefix, "ratio": key,
                         "bound": f"{op} {bound:g}", "value": None, "status": "not measured"})  # fmt: skip
@@ -764,15 +788,15 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s * 1e6:.3g} us"
 
 
-def _fmt_timing(t: dict[str, Any]) -> str:
+def _fmt_timing(t: dict[str, Any], prefix: str = "") -> str:
     status = t.get("status")
     if status == "skipped":
         return f"skipped: {t.get('reason')}"
     if status == "error":
         return "error"
-    text = _fmt_seconds(t.get("median_s"))
-    if t.get("iqr_s") is not None:
-        text += f" (IQR {_fmt_seconds(t['iqr_s'])})"
+    text = _fmt_seconds(t.get(f"{prefix}median_s"))
+    if t.get(f"{prefix}iqr_s") is not None:
+        text += f" (IQR {_fmt_seconds(t[f'{prefix}iqr_s'])})"
     if status == "cold":
         text = f"<= {text} (1 cold call, over budget)"
     else:
@@ -782,6 +806,61 @@ def _fmt_timing(t: dict[str, Any]) -> str:
 
 def _fmt_ratio(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _shape_markdown(entry: dict[str, Any]) -> list[str]:
+    """One (device, shape): the table of cases, the ratios, and notes."""
+    shape = Shape(**entry["shape_params"])
+    on_cpu = torch.device(entry["device"]).type == "cpu"
+    lines = [f"## {entry['device']}, {shape.name} ({shape.describe()})", ""]
+    if on_cpu:
+        lines += ["| case | training step, wall | training step, CPU time | evaluation, wall | "
+                  "evaluation, CPU time | recurrent share of step |", "|---|---|---|---|---|---|"]  # fmt: skip
+    else:
+        lines += ["| case | training step | evaluation forward | recurrent share of step |",
+                  "|---|---|---|---|"]  # fmt: skip
+    shares = entry["ratios"]["recurrent_share_step"]
+    for case, result in entry["cases"].items():
+        share = shares.get(case)
+        cells = [case, _fmt_timing(result["train_step"])]
+        if on_cpu:
+            cells.append(_fmt_timing(result["train_step"], "cpu_"))
+        cells.append(_fmt_timing(result["eval_forward"]))
+        if on_cpu:
+            cells.append(_fmt_timing(result["eval_forward"], "cpu_"))
+        cells.append("-" if share is None else f"{100 * share:.0f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    r, rc = entry["ratios"], entry.get("ratios_cpu_time")
+
+    def both(key: str, digits: int = 2, suffix: str = "") -> str:
+        text = f"{_fmt_ratio(r.get(key), digits)}{suffix}"
+        if rc is not None:
+            text += f" (CPU time {_fmt_ratio(rc.get(key), digits)}{suffix})"
+        return text
+
+    lines += ["", f"Ratios of medians, wall clock (fast loop = {r['fast_case']}"
+                  f"{'; some inputs cold or truncated' if r['approximate'] else ''}):", "",
+              f"- fast / nn.GRU, training step: {both('fast_over_gru_step')}",
+              f"- recurrent part (step - conv), fast / nn.GRU: "
+              f"{both('recurrent_fast_over_gru_step')}",
+              f"- seed loop / fast, training step (speed-up): {both('seed_over_fast_step', 1, 'x')}",
+              f"- eager / fast, training step: {both('eager_over_fast_step', 1, 'x')}",
+              f"- seed loop / hoisted, evaluation: {both('seed_over_fast_eval', 1, 'x')}",
+              f"- eager / hoisted, evaluation: {both('eager_over_fast_eval', 1, 'x')}"]  # fmt: skip
+    if "hoisted_over_gru_step" in r:
+        lines += [f"- hoisted / nn.GRU, training step: {both('hoisted_over_gru_step')}",
+                  f"- seed loop / hoisted, training step: "
+                  f"{both('seed_over_hoisted_step', 1, 'x')}"]  # fmt: skip
+    notes = [f"{case}: {t['note']}" for case, res in entry["cases"].items()
+             for t in (res.get("train_step", {}), res.get("eval_forward", {}))
+             if isinstance(t, dict) and t.get("note")]  # fmt: skip
+    notes += [f"{case}: {res['error']}" for case, res in entry["cases"].items()
+              if res.get("error")]  # fmt: skip
+    notes += [f"{case}: warning: {w}" for case, res in entry["cases"].items()
+              for w in res.get("warnings", [])]  # fmt: skip
+    if notes:
+        lines += ["", "Notes:", "", *[f"- {n}" for n in notes]]
+    return [*lines, ""]
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
@@ -807,52 +886,24 @@ def to_markdown(doc: dict[str, Any]) -> str:
                               f"{settings['p_tf']:g}, Adam lr {settings['lr']:g}; "
                               f"{settings['amp']}"))  # fmt: skip
     lines += [f"- {k}: {v}" for k, v in facts]
-    lines += ["", "Times are medians of synchronised repeats (IQR in brackets). Training step ="
-              " forward + masked BCE + backward + Adam step; evaluation = eval mode, no_grad,"
-              " free running (p_tf = 0), except cudnn_gru (teacher-forced, no feedback possible)."
+    lines += ["", "Times are medians of synchronised repeats (IQR in brackets), wall clock; on"
+              " CPU also the process's CPU time (all threads), which on a shared machine leaves"
+              " out the time other jobs held the cores. Training step = forward + masked BCE +"
+              " backward + Adam step; evaluation = eval mode, no_grad, free running (p_tf = 0),"
+              " except cudnn_gru (teacher-forced: nn.GRU cannot feed predictions back)."
               " Recurrent share = (step - conv) / step.", ""]  # fmt: skip
     for entry in doc["results"]:
-        shape = Shape(**entry["shape_params"])
-        lines += [f"## {entry['device']}, {shape.name} ({shape.describe()})", "",
-                  "| case | training step | evaluation forward | recurrent share of step |",
-                  "|---|---|---|---|"]  # fmt: skip
-        shares = entry["ratios"]["recurrent_share_step"]
-        for case, result in entry["cases"].items():
-            share = shares.get(case)
-            lines.append(
-                f"| {case} | {_fmt_timing(result['train_step'])} | "
-                f"{_fmt_timing(result['eval_forward'])} | "
-                f"{'-' if share is None else f'{100 * share:.0f}%'} |"
-            )
-        r = entry["ratios"]
-        lines += ["", f"Ratios (fast loop = {r['fast_case']}"
-                      f"{', some inputs cold or truncated' if r['approximate'] else ''}):", "",
-                  f"- fast / nn.GRU training step: {_fmt_ratio(r['fast_over_gru_step'])}",
-                  f"- recurrent part (step - conv), fast / nn.GRU: "
-                  f"{_fmt_ratio(r['recurrent_fast_over_gru_step'])}",
-                  f"- seed loop / fast, training step (speed-up): "
-                  f"{_fmt_ratio(r['seed_over_fast_step'], 1)}x",
-                  f"- eager / fast, training step: {_fmt_ratio(r['eager_over_fast_step'], 1)}x",
-                  f"- seed loop / hoisted, evaluation: {_fmt_ratio(r['seed_over_fast_eval'], 1)}x",
-                  f"- eager / hoisted, evaluation: {_fmt_ratio(r['eager_over_fast_eval'], 1)}x"]  # fmt: skip
-        if "hoisted_over_gru_step" in r:
-            lines += [f"- hoisted / nn.GRU training step: {_fmt_ratio(r['hoisted_over_gru_step'])}",
-                      f"- seed loop / hoisted, training step: "
-                      f"{_fmt_ratio(r['seed_over_hoisted_step'], 1)}x"]  # fmt: skip
-        notes = [f"{case}: {t['note']}" for case, res in entry["cases"].items()
-                 for t in (res.get("train_step", {}), res.get("eval_forward", {}))
-                 if isinstance(t, dict) and t.get("note")]  # fmt: skip
-        notes += [f"{case}: {res['error']}" for case, res in entry["cases"].items()
-                  if res.get("error")]  # fmt: skip
-        if notes:
-            lines += ["", "Notes:", "", *[f"- {n}" for n in notes]]
-        lines.append("")
+        lines += _shape_markdown(entry)
     if doc.get("targets"):
-        lines += ["## Targets (issue 6)", "", "| target | device, shape | ratio | measured | status |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["## Targets (issue 6)", "",
+                  "| target | device, shape | ratio | measured (wall) | status | "
+                  "measured (process CPU time) |", "|---|---|---|---|---|---|"]  # fmt: skip
         for t in doc["targets"]:
+            cpu = t.get("value_cpu_time")
+            cpu_text = "-" if cpu is None else f"{cpu:.2f} ({t['status_cpu_time']})"
             lines.append(f"| {t['target']} | {t['device']}, {t['shape']} | {t['ratio']} "
-                         f"{t['bound']} | {_fmt_ratio(t['value'])} | {t['status']} |")  # fmt: skip
+                         f"{t['bound']} | {_fmt_ratio(t['value'])} | {t['status']} | "
+                         f"{cpu_text} |")  # fmt: skip
         lines.append("")
     for e in doc.get("epoch", []):
         s = e["setup"]
@@ -882,29 +933,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time the CRNN's training step and free-running evaluation per time loop.",
     )
     default_device = "cpu,cuda" if torch.cuda.is_available() else "cpu"
-    parser.add_argument("--device", default=default_device,
-                        help=f"comma-separated devices (default: {default_device})")
-    parser.add_argument("--shapes", default="small,paper",
-                        help=f"comma-separated shapes from {sorted(SHAPES)}; 'paper' = both paper "
-                             "shapes; 'none' = no per-step cases (with --epoch)")
-    parser.add_argument("--cases", default=",".join(CASES),
-                        help=f"comma-separated cases (default: all of {list(CASES)})")
+    parser.add_argument(
+        "--device",
+        default=default_device,
+        help=f"comma-separated devices (default: {default_device})",
+    )
+    parser.add_argument(
+        "--shapes",
+        default="small,paper",
+        help=f"comma-separated shapes from {sorted(SHAPES)}; 'paper' = both paper "
+        "shapes; 'none' = no per-step cases (with --epoch)",
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated cases (default: all of {list(CASES)})",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="untimed calls first (CUDA graph capture always gets one)")
-    parser.add_argument("--max-seconds", type=float, default=120.0,
-                        help="time budget per case and kind; no call starts once it is spent")
-    parser.add_argument("--p-tf", type=float, default=0.5,
-                        help="teacher-forcing probability of the training steps")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed calls first (CUDA graph capture always gets one)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120.0,
+        help="time budget per case and kind; no call starts once it is spent",
+    )
+    parser.add_argument(
+        "--p-tf", type=float, default=0.5, help="teacher-forcing probability of the training steps"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch.set_num_threads (0: torch's default)")
-    parser.add_argument("--epoch", action="store_true",
-                        help="also time one drossos_synthetic training epoch per device")
-    parser.add_argument("--epoch-batches", type=int, default=0,
-                        help="time only this many batches of the epoch (0: all)")
-    parser.add_argument("--num-workers", type=int, default=0,
-                        help="DataLoader workers in --epoch mode (the trainer's default: 0)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
+    )
+    parser.add_argument(
+        "--epoch",
+        action="store_true",
+        help="also time one drossos_synthetic training epoch per device",
+    )
+    parser.add_argument(
+        "--epoch-batches",
+        type=int,
+        default=0,
+        help="time only this many batches of the epoch (0: all)",
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers in --epoch mode (the trainer's default: 0)",
+    )
     parser.add_argument("--json", type=Path, help="write the JSON document here")
     parser.add_argument("--markdown", type=Path, help="write the Markdown tables here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

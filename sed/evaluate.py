@@ -44,14 +44,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     trained = load_trained(checkpoint_path(run_dir, cfg.checkpoint), device)
     # The checkpoint holds the resolved training config; .hydra/config.yaml is the fallback.
-    train_cfg = OmegaConf.create(trained.config_yaml) if trained.config_yaml else run_config(run_dir)
+    train_cfg = (
+        OmegaConf.create(trained.config_yaml) if trained.config_yaml else run_config(run_dir)
+    )
     overrides = {k: v for k, v in OmegaConf.to_container(cfg.postprocess).items() if v is not None}
     if "median_seconds" in overrides:
         overrides["median_frames"] = None
     pp = dataclasses.replace(trained.postprocessing, **overrides)
     classes, splits, _ = load_corpus(
-        train_cfg.data.root, trained.logmel, Path(train_cfg.paths.cache_dir) / "features",
-        classes=trained.classes, splits=tuple(cfg.splits), device=str(device),
+        train_cfg.data.root,
+        trained.logmel,
+        Path(train_cfg.paths.cache_dir) / "features",
+        classes=trained.classes,
+        splits=tuple(cfg.splits),
+        device=str(device),
         normalizer=trained.normalizer,
     )
     metrics: dict[str, Any] = {"checkpoint_epoch": trained.epoch}
@@ -59,24 +65,60 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for split, data in splits.items():
         loader = torch.utils.data.DataLoader(
             FileDataset(data.features, data.targets, data.filenames),
-            batch_size=int(cfg.batch_size), collate_fn=collate)
+            batch_size=int(cfg.batch_size),
+            collate_fn=collate,
+        )
         probs, loss = predict_batches(trained.model, loader, device, progress=True, desc=split)
         metrics[f"{split}/loss"] = loss
-        metrics.update(write_split_results(out_dir, split, data, probs, classes,
-                                           trained.hop_seconds, pp))
+        metrics.update(
+            write_split_results(out_dir, split, data, probs, classes, trained.hop_seconds, pp)
+        )
         if cfg.sweep_thresholds:
             for threshold in cfg.thresholds:
-                m, _ = evaluate_split(data, probs, classes, trained.hop_seconds,
-                                      dataclasses.replace(pp, threshold=float(threshold)),
-                                      psds=False, classwise=False)
-                sweep_rows.append({"split": split, "threshold": float(threshold),
-                                   **{k: m[k] for k in ("event_f1", "event_er", "segment_f1",
-                                                        "segment_er", "frame_f1", "frame_er")}})
+                m, _ = evaluate_split(
+                    data,
+                    probs,
+                    classes,
+                    trained.hop_seconds,
+                    dataclasses.replace(pp, threshold=float(threshold)),
+                    psds=False,
+                    classwise=False,
+                )
+                sweep_rows.append(
+                    {
+                        "split": split,
+                        "threshold": float(threshold),
+                        **{
+                            k: m[k]
+                            for k in (
+                                "event_f1",
+                                "event_er",
+                                "segment_f1",
+                                "segment_er",
+                                "frame_f1",
+                                "frame_er",
+                            )
+                        },
+                    }
+                )
     write_json({**metrics, "postprocess": str(pp.to_dict())}, out_dir / "metrics.json")
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
-    for key in sorted(k for k in metrics if k.count("/") == 1 and k.split("/")[1] in
-                      ("event_f1", "event_er", "segment_f1", "segment_er", "frame_f1", "frame_er",
-                       "psds1", "psds2")):
+    for key in sorted(
+        k
+        for k in metrics
+        if k.count("/") == 1
+        and k.split("/")[1]
+        in (
+            "event_f1",
+            "event_er",
+            "segment_f1",
+            "segment_er",
+            "frame_f1",
+            "frame_er",
+            "psds1",
+            "psds2",
+        )
+    ):
         print(f"  {key:24s} {metrics[key]:.4f}")
     if sweep_rows:
         table = pd.DataFrame(sweep_rows)

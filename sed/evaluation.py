@@ -288,16 +288,24 @@ def _flatten(metrics: Any, prefix: str, classes: Sequence[str], classwise: bool)
         f"{prefix}_nsys": metrics.overall["Nsys"],
     }
     out[f"{prefix}_f1_macro"] = macro["f_measure"]["f_measure"]
-    out[f"{prefix}_er_macro"] = macro["error_rate"]["error_rate"]
+    # sed_eval divides by eps for a class without reference events (ER ~ 1e16): such rates
+    # are undefined, so they are NaN here and the macro ER averages the classes that have some.
+    has_ref = [c for c in classes if metrics.class_wise[c]["Nref"] > 0]
+    out[f"{prefix}_er_macro"] = (
+        float(np.mean([per_class[c]["error_rate"]["error_rate"] for c in has_ref]))
+        if has_ref
+        else math.nan
+    )
     if classwise:
         for c in classes:
             r = per_class[c]
+            defined = c in has_ref
             out[f"{prefix}_f1/{c}"] = r["f_measure"]["f_measure"]
             out[f"{prefix}_precision/{c}"] = r["f_measure"]["precision"]
             out[f"{prefix}_recall/{c}"] = r["f_measure"]["recall"]
-            out[f"{prefix}_er/{c}"] = r["error_rate"]["error_rate"]
-            out[f"{prefix}_deletion_rate/{c}"] = r["error_rate"]["deletion_rate"]
-            out[f"{prefix}_insertion_rate/{c}"] = r["error_rate"]["insertion_rate"]
+            for name in ("error_rate", "deletion_rate", "insertion_rate"):
+                key = "er" if name == "error_rate" else name
+                out[f"{prefix}_{key}/{c}"] = r["error_rate"][name] if defined else math.nan
             out[f"{prefix}_nref/{c}"] = r["count"]["Nref"]
             out[f"{prefix}_nsys/{c}"] = r["count"]["Nsys"]
     return {k: float(v) for k, v in out.items()}

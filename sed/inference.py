@@ -46,7 +46,9 @@ def predict_batches(
     for batch in tqdm(batches, desc=desc, leave=False, disable=not progress):
         features = batch["features"].to(device, non_blocking=True)
         mask = batch["mask"].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
+        ):
             logits = model(features)
         logits = logits.float()
         targets = batch.get("targets")
@@ -99,7 +101,9 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu") -> Traine
 
 
 @torch.no_grad()
-def predict_waveform(trained: TrainedModel, waveform: np.ndarray, device: torch.device) -> np.ndarray:
+def predict_waveform(
+    trained: TrainedModel, waveform: np.ndarray, device: torch.device
+) -> np.ndarray:
     """Probabilities [T, C] for one mono waveform at the model's sample rate."""
     x = torch.as_tensor(waveform, dtype=torch.float32, device=device)[None]
     features = trained.normalizer(trained.logmel(x))

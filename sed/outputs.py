@@ -14,16 +14,18 @@ import pandas as pd
 
 from sed.annotations import write_tsv
 from sed.data.loading import SplitFeatures
-from sed.evaluation import classwise_table, evaluate_all
-from sed.postprocess import PostProcessing, probs_to_events
+from sed.evaluation import classwise_table, evaluate_all, frame_metrics
+from sed.plots import plot_event_roll
+from sed.postprocess import PostProcessing, binarize, probs_to_events
 
 
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Atomic JSON write; NaN/inf become null so every reader can parse it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in data.items()}
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
+    }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as handle:
         json.dump(clean, handle, indent=2, sort_keys=True)
@@ -46,16 +48,25 @@ def evaluate_split(
     targets = dict(zip(data.filenames, data.targets, strict=True))
     estimated = probs_to_events(probs, hop_seconds, classes, postprocessing)
     if not events:
-        from sed.evaluation import frame_metrics
-        from sed.postprocess import binarize
-
         names = list(probs)
-        metrics = frame_metrics([targets[f] for f in names],
-                                [binarize(probs[f], postprocessing.threshold, classes) for f in names])
+        metrics = frame_metrics(
+            [targets[f] for f in names],
+            [binarize(probs[f], postprocessing.threshold, classes) for f in names],
+        )
         return metrics, estimated
     durations = {f: data.durations.get(f, len(targets[f]) * hop_seconds) for f in probs}
-    metrics = evaluate_all(data.events, probs, hop_seconds, classes, durations, postprocessing,
-                           estimated=estimated, targets=targets, psds=psds, classwise=classwise)
+    metrics = evaluate_all(
+        data.events,
+        probs,
+        hop_seconds,
+        classes,
+        durations,
+        postprocessing,
+        estimated=estimated,
+        targets=targets,
+        psds=psds,
+        classwise=classwise,
+    )
     return metrics, estimated
 
 
@@ -71,8 +82,6 @@ def write_split_results(
 ) -> dict[str, float]:
     """Evaluate one split and write predictions/{split}.tsv, classwise/{split}.csv and event-roll
     plots of a few files; returns the metrics prefixed with `split/`."""
-    from sed.plots import plot_event_roll
-
     run_dir = Path(run_dir)
     metrics, estimated = evaluate_split(data, probs, classes, hop_seconds, postprocessing)
     write_tsv(estimated, run_dir / "predictions" / f"{split}.tsv", filenames=list(probs))
@@ -83,10 +92,15 @@ def write_split_results(
         features = dict(zip(data.filenames, data.features, strict=True))
         for name in example_files(data, n_examples):
             plot_event_roll(
-                features[name], data.events[data.events.filename == name], probs[name],
-                estimated[estimated.filename == name], classes, hop_seconds,
+                features[name],
+                data.events[data.events.filename == name],
+                probs[name],
+                estimated[estimated.filename == name],
+                classes,
+                hop_seconds,
                 run_dir / "plots" / f"events_{split}_{Path(name).stem}.png",
-                threshold=postprocessing.threshold, title=f"{split}: {name}",
+                threshold=postprocessing.threshold,
+                title=f"{split}: {name}",
             )
     scalars = {k: v for k, v in metrics.items() if k.count("/") == 0}
     return {f"{split}/{k}": float(v) for k, v in scalars.items()}

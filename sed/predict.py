@@ -27,10 +27,15 @@ def audio_files(path: str | Path) -> tuple[Path, list[str]]:
         return path.parent, [path.name]
     if not path.is_dir():
         raise FileNotFoundError(f"input={path} is neither an audio file nor a folder")
-    names = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                   if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    names = sorted(
+        str(p.relative_to(path))
+        for p in path.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
     if not names:
-        raise FileNotFoundError(f"input={path} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        raise FileNotFoundError(
+            f"input={path} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"
+        )
     return path, names
 
 

@@ -25,10 +25,14 @@ from sed.data.loading import load_corpus
 from sed.features import LogMel
 from sed.inference import predict_batches, resolve_device
 from sed.outputs import evaluate_split, write_json, write_split_results
+from sed.plots import plot_learning_curves, plot_teacher_forcing
 from sed.postprocess import PostProcessing
 from sed.training import Trainer, TrainerSettings
 
 log = logging.getLogger(__name__)
+
+# What history.csv / TensorBoard get per epoch (the final evaluation reports everything).
+EPOCH_METRICS = ("frame_f1", "frame_er", "event_f1", "event_er", "segment_f1", "segment_er")
 
 
 def seed_everything(seed: int) -> None:
@@ -73,23 +77,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """The whole job for a composed config; returns metrics.json's content."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     seed_everything(int(cfg.seed))
+    if cfg.trainer.get("num_threads"):
+        torch.set_num_threads(int(cfg.trainer.num_threads))
     device = resolve_device(cfg.trainer.device)
     root = prepare_data(cfg)
 
     logmel = LogMel(**OmegaConf.to_container(cfg.features, resolve=True)).to(device)
     hop = logmel.hop_seconds
     classes, splits, normalizer = load_corpus(
-        root, logmel, Path(cfg.paths.cache_dir) / "features",
-        classes=cfg.data.get("classes"), device=str(device),
+        root,
+        logmel,
+        Path(cfg.paths.cache_dir) / "features",
+        classes=cfg.data.get("classes"),
+        device=str(device),
     )
     log.info("classes (%d): %s", len(classes), ", ".join(classes))
     train_data, val_data = splits["train"], splits["validation"]
-    train_set = SequenceDataset(train_data.features, train_data.targets, train_data.filenames,
-                                seq_len=int(cfg.trainer.seq_len))
+    train_set = SequenceDataset(
+        train_data.features,
+        train_data.targets,
+        train_data.filenames,
+        seq_len=int(cfg.trainer.seq_len),
+    )
     val_set = FileDataset(val_data.features, val_data.targets, val_data.filenames)
 
-    model_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
-                    if k != "_target_"}
+    model_kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"
+    }
     spec = model_spec(cfg.model._target_, {**model_kwargs, "num_classes": len(classes)})
     model = build_model(spec)
     settings = settings_from(cfg)
@@ -108,12 +122,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = Trainer(model, sampler, optimizer, settings, run_dir, device, int(cfg.seed), meta)
 
     def validate(probs: dict[str, np.ndarray]) -> dict[str, float]:
-        metrics, _ = evaluate_split(val_data, probs, classes, hop, postprocessing, psds=False,
-                                    classwise=False, events=bool(cfg.trainer.val_event_metrics))
-        return metrics
+        metrics, _ = evaluate_split(
+            val_data,
+            probs,
+            classes,
+            hop,
+            postprocessing,
+            psds=False,
+            classwise=False,
+            events=bool(cfg.trainer.val_event_metrics),
+        )
+        return {k: v for k, v in metrics.items() if k in EPOCH_METRICS}
 
-    log.info("training on %s: %d sequences, %d batches per epoch", device, len(train_set),
-             num_batches)
+    log.info(
+        "training on %s: %d sequences, %d batches per epoch", device, len(train_set), num_batches
+    )
     result = trainer.fit(train_set, val_set, validate)
 
     metrics: dict[str, Any] = {
@@ -128,29 +151,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         data = splits[split]
         loader = torch.utils.data.DataLoader(
             FileDataset(data.features, data.targets, data.filenames),
-            batch_size=settings.batch_size, collate_fn=collate)
+            batch_size=settings.batch_size,
+            collate_fn=collate,
+        )
         probs, loss = predict_batches(model, loader, device, amp=settings.amp)
         metrics[f"{split}/loss"] = loss
-        metrics.update(write_split_results(run_dir, split, data, probs, classes, hop,
-                                           postprocessing))
+        metrics.update(
+            write_split_results(run_dir, split, data, probs, classes, hop, postprocessing)
+        )
     metrics["eval_seconds"] = time.perf_counter() - start
     write_json(metrics, run_dir / "metrics.json")
     write_training_plots(run_dir, settings.monitor, result.best_epoch)
-    log.info("test: %s", ", ".join(f"{k}={metrics[k]:.3f}" for k in (
-        "test/event_f1", "test/event_er", "test/segment_f1", "test/segment_er",
-        "test/frame_f1", "test/psds1") if k in metrics))
+    log.info(
+        "test: %s",
+        ", ".join(
+            f"{k}={metrics[k]:.3f}"
+            for k in (
+                "test/event_f1",
+                "test/event_er",
+                "test/segment_f1",
+                "test/segment_er",
+                "test/frame_f1",
+                "test/psds1",
+            )
+            if k in metrics
+        ),
+    )
     return metrics
 
 
 def write_training_plots(run_dir: Path, monitor: str, best_epoch: int) -> None:
     """Learning curves and p_tf over batches from history.csv / batches.csv."""
-    from sed.plots import plot_learning_curves, plot_teacher_forcing
-
     history = pd.read_csv(run_dir / "history.csv")
-    plot_learning_curves(history, run_dir / "plots" / "learning_curves.png", monitor=monitor,
-                         best_epoch=best_epoch)
-    plot_teacher_forcing(pd.read_csv(run_dir / "batches.csv"),
-                         run_dir / "plots" / "teacher_forcing.png")
+    plot_learning_curves(
+        history, run_dir / "plots" / "learning_curves.png", monitor=monitor, best_epoch=best_epoch
+    )
+    plot_teacher_forcing(
+        pd.read_csv(run_dir / "batches.csv"), run_dir / "plots" / "teacher_forcing.png"
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

@@ -184,8 +184,9 @@ class Trainer:
         self.model.train()
         amp = self.settings.amp and self.device.type == "cuda"
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False,
-                   disable=not self.settings.progress)
+        bar = tqdm(
+            loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.settings.progress
+        )
         for batch in bar:
             features = batch["features"].to(self.device, non_blocking=True)
             targets = batch["targets"].to(self.device, non_blocking=True)
@@ -208,8 +209,14 @@ class Trainer:
             value = loss.item()
             total, count = total + value, count + 1
             if batch_log is not None:
-                batch_log.writerow({"batch": self.batches_seen, "epoch": self.epoch + 1,
-                                    "p_tf": p_tf, "loss": value})
+                batch_log.writerow(
+                    {
+                        "batch": self.batches_seen,
+                        "epoch": self.epoch + 1,
+                        "p_tf": p_tf,
+                        "loss": value,
+                    }
+                )
             if self.writer is not None:
                 self.writer.add_scalar("train/batch_loss", value, self.batches_seen)
                 self.writer.add_scalar("train/p_tf", p_tf, self.batches_seen)
@@ -232,7 +239,9 @@ class Trainer:
         if s.resume and self.resume():
             print(f"resumed from {self.ckpt_dir / 'last.pt'} after epoch {self.epoch}")
         elif s.resume:
-            print(f"trainer.resume=true but {self.ckpt_dir / 'last.pt'} does not exist: starting anew")
+            print(
+                f"trainer.resume=true but {self.ckpt_dir / 'last.pt'} does not exist: starting anew"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if s.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -246,8 +255,13 @@ class Trainer:
         val_loader = self._loader(val_set, shuffle=False)
         stopped_early = False
         start = time.perf_counter() - self.train_seconds
-        epochs_bar = tqdm(range(self.epoch, s.epochs), desc="epochs", initial=self.epoch,
-                          total=s.epochs, disable=not s.progress)
+        epochs_bar = tqdm(
+            range(self.epoch, s.epochs),
+            desc="epochs",
+            initial=self.epoch,
+            total=s.epochs,
+            disable=not s.progress,
+        )
         with batches_path.open("a", newline="") as handle:
             batch_log = csv.DictWriter(handle, fieldnames=["batch", "epoch", "p_tf", "loss"])
             for _ in epochs_bar:
@@ -255,20 +269,29 @@ class Trainer:
                 p_start = float(self.sampler.probability)
                 train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), batch_log)
                 handle.flush()
-                probs, val_loss = predict_batches(self.model, val_loader, self.device,
-                                                  amp=s.amp, progress=False)
+                probs, val_loss = predict_batches(
+                    self.model, val_loader, self.device, amp=s.amp, progress=False
+                )
                 metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
                 self.epoch += 1
-                row = {"epoch": self.epoch, "train_loss": train_loss, "validation_loss": val_loss,
-                       **metrics, "p_tf_start": p_start, "p_tf_end": float(self.sampler.probability),
-                       "lr": self.optimizer.param_groups[0]["lr"],
-                       "seconds": time.perf_counter() - epoch_start}
+                row = {
+                    "epoch": self.epoch,
+                    "train_loss": train_loss,
+                    "validation_loss": val_loss,
+                    **metrics,
+                    "p_tf_start": p_start,
+                    "p_tf_end": float(self.sampler.probability),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - epoch_start,
+                }
                 self.history.append(row)
                 self._log_epoch(row)
                 value = row.get(s.monitor, val_loss if s.monitor == "validation_loss" else None)
                 if value is None:
-                    raise KeyError(f"monitor={s.monitor!r} is not a validation metric; "
-                                   f"available: {sorted(row)}")
+                    raise KeyError(
+                        f"monitor={s.monitor!r} is not a validation metric; "
+                        f"available: {sorted(row)}"
+                    )
                 if _improved(float(value), self.best_value, s.monitor_mode):
                     self.best_value, self.best_epoch, self.bad_epochs = float(value), self.epoch, 0
                     self.save("best")
@@ -276,11 +299,15 @@ class Trainer:
                     self.bad_epochs += 1
                 self.train_seconds = time.perf_counter() - start
                 self.save("last")
-                epochs_bar.set_postfix({s.monitor: f"{value:.4f}", "best": f"{self.best_value:.4f}"})
+                epochs_bar.set_postfix(
+                    {s.monitor: f"{value:.4f}", "best": f"{self.best_value:.4f}"}
+                )
                 if self.bad_epochs >= s.patience:
                     stopped_early = True
-                    print(f"early stopping after epoch {self.epoch}: no improvement of "
-                          f"{s.monitor} for {s.patience} epochs")
+                    print(
+                        f"early stopping after epoch {self.epoch}: no improvement of "
+                        f"{s.monitor} for {s.patience} epochs"
+                    )
                     break
                 if s.max_minutes is not None and self.train_seconds > 60 * s.max_minutes:
                     print(f"trainer.max_minutes={s.max_minutes} reached after epoch {self.epoch}")
@@ -291,8 +318,14 @@ class Trainer:
         best = self.ckpt_dir / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
-        return FitResult(self.best_epoch, self.best_value, self.epoch, self.train_seconds,
-                         self.history, stopped_early)
+        return FitResult(
+            self.best_epoch,
+            self.best_value,
+            self.epoch,
+            self.train_seconds,
+            self.history,
+            stopped_early,
+        )
 
     def _log_epoch(self, row: dict[str, float]) -> None:
         self.write_history()

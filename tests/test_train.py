@@ -24,10 +24,16 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("[!_]*.yaml")
 
 def run_module(module: str, *overrides: str, root: Path, timeout: int = 300) -> str:
     """python -m MODULE overrides..., with data and outputs under `root`; returns stdout+stderr."""
-    env = {**os.environ, "SED_ROOT": str(root), "PYTHONHASHSEED": "0"}
+    # One thread: the CRNN's per-frame ops are tiny, and thread contention on a busy 2-core CI
+    # machine makes them many times slower.
+    env = {**os.environ, "SED_ROOT": str(root), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", module, *overrides],
-        cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{module} {overrides} failed:\n{output[-4000:]}"
@@ -65,17 +71,36 @@ def test_defaults_name_no_experiment() -> None:
 
 
 def test_smoke_run_writes_design_layout(smoke_run: Path) -> None:
-    for rel in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.pt",
-                "checkpoints/best.pt", "metrics.json", "history.csv", "batches.csv",
-                "predictions/validation.tsv", "predictions/test.tsv", "classwise/test.csv",
-                "plots/learning_curves.png", "plots/teacher_forcing.png"):
+    for rel in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "metrics.json",
+        "history.csv",
+        "batches.csv",
+        "predictions/validation.tsv",
+        "predictions/test.tsv",
+        "classwise/test.csv",
+        "plots/learning_curves.png",
+        "plots/teacher_forcing.png",
+    ):
         assert (smoke_run / rel).is_file(), rel
     assert list((smoke_run / "plots").glob("events_test_*.png"))
     assert list((smoke_run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = json.loads((smoke_run / "metrics.json").read_text())
-    for key in ("test/event_f1", "test/event_er", "test/segment_f1", "test/segment_er",
-                "test/frame_f1", "test/frame_er", "test/psds1", "best_epoch", "epochs",
-                "train_seconds"):
+    for key in (
+        "test/event_f1",
+        "test/event_er",
+        "test/segment_f1",
+        "test/segment_er",
+        "test/frame_f1",
+        "test/frame_er",
+        "test/psds1",
+        "best_epoch",
+        "epochs",
+        "train_seconds",
+    ):
         assert key in metrics, key
     for key in ("test/event_f1", "test/segment_f1", "test/frame_f1"):
         assert 0.0 <= metrics[key] <= 1.0
@@ -98,8 +123,9 @@ def test_resume_equals_uninterrupted(workdir: Path) -> None:
     # Interrupted: stop after the first epoch (as a crash after its checkpoint would), then resume.
     run_module("sed.train", *common, "trainer.max_minutes=0", f"hydra.run.dir={part}", root=workdir)
     assert json.loads((part / "metrics.json").read_text())["epochs"] == 1
-    out = run_module("sed.train", *common, "trainer.resume=true", f"hydra.run.dir={part}",
-                     root=workdir)
+    out = run_module(
+        "sed.train", *common, "trainer.resume=true", f"hydra.run.dir={part}", root=workdir
+    )
     assert "resumed from" in out
     a = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
@@ -116,8 +142,15 @@ def test_resume_equals_uninterrupted(workdir: Path) -> None:
 
 def test_two_job_multirun(workdir: Path) -> None:
     sweep = workdir / "outputs" / "sweep"
-    run_module("sed.train", "-m", "+experiment=smoke", "trainer.epochs=1",
-               "sampler.gamma=0.01,0.1", f"hydra.sweep.dir={sweep}", root=workdir)
+    run_module(
+        "sed.train",
+        "-m",
+        "+experiment=smoke",
+        "trainer.epochs=1",
+        "sampler.gamma=0.01,0.1",
+        f"hydra.sweep.dir={sweep}",
+        root=workdir,
+    )
     for job in ("0", "1"):
         assert (sweep / job / "metrics.json").is_file()
     overrides = (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
@@ -125,8 +158,14 @@ def test_two_job_multirun(workdir: Path) -> None:
 
 
 def test_evaluate_reuses_checkpoint(smoke_run: Path, workdir: Path) -> None:
-    out = run_module("sed.evaluate", f"run_dir={smoke_run}", "postprocess.threshold=0.3",
-                     "sweep_thresholds=true", "thresholds=[0.3,0.5]", root=workdir)
+    out = run_module(
+        "sed.evaluate",
+        f"run_dir={smoke_run}",
+        "postprocess.threshold=0.3",
+        "sweep_thresholds=true",
+        "thresholds=[0.3,0.5]",
+        root=workdir,
+    )
     assert "F1 / ER against threshold" in out
     evaluations = sorted((smoke_run / "evaluations").iterdir())
     metrics = json.loads((evaluations[-1] / "metrics.json").read_text())
@@ -143,8 +182,14 @@ def test_predict_on_stereo_44k(smoke_run: Path, workdir: Path, tmp_path: Path) -
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 1000 * t), 0.05 * rng.standard_normal(t.size)], 1)
     sf.write(audio / "clip.wav", stereo.astype(np.float32), 44100)
     output = tmp_path / "events.tsv"
-    run_module("sed.predict", f"checkpoint={smoke_run / 'checkpoints' / 'best.pt'}",
-               f"input={audio}", f"output={output}", "save_probabilities=true", root=workdir)
+    run_module(
+        "sed.predict",
+        f"checkpoint={smoke_run / 'checkpoints' / 'best.pt'}",
+        f"input={audio}",
+        f"output={output}",
+        "save_probabilities=true",
+        root=workdir,
+    )
     table = pd.read_csv(output, sep="\t", keep_default_na=False)
     assert list(table.columns) == ["filename", "onset", "offset", "event_label"]
     assert set(table["filename"]) == {"clip.wav"}
