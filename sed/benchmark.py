@@ -144,9 +144,12 @@ class ConvFrontEnd(nn.Module):
         super().__init__()
         self.conv, self.dropout, self.amp = crnn.conv, crnn.dropout, crnn.amp
 
+    def encode(self, features: Tensor) -> Tensor:
+        return _encode(self.conv, self.dropout, features, self.amp)
+
     def forward(self, features: Tensor, targets: Tensor | None = None, p_tf: float = 0.0,
                 generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-        return _encode(self.conv, self.dropout, features, self.amp)
+        return self.encode(features)
 
 
 class SeedLoopCRNN(nn.Module):
@@ -170,6 +173,10 @@ class SeedLoopCRNN(nn.Module):
         self.num_classes, self.hidden = crnn.num_classes, crnn.hidden
         self.threshold, self.amp = crnn.threshold, crnn.amp
 
+    def encode(self, features: Tensor) -> Tensor:
+        """The CRNN's conv front end (bf16 autocast on CUDA when the CRNN has amp=True)."""
+        return _encode(self.conv, self.dropout, features, self.amp)
+
     def forward(
         self,
         features: Tensor,
@@ -182,7 +189,7 @@ class SeedLoopCRNN(nn.Module):
         flags = None
         if targets is not None:
             flags = forcing_mask(B, T, float(p_tf), generator, features.device)
-        feats = _encode(self.conv, self.dropout, features, self.amp)
+        feats = self.encode(features)
         h = feats.new_zeros(B, self.hidden)
         tf = feats.new_zeros(B, self.num_classes)
         outputs = feats.new_zeros(B, T, self.num_classes)
@@ -218,6 +225,10 @@ class GRUBaseline(nn.Module):
             self.gru.bias_ih_l0.copy_(cell.bias_ih)
             self.gru.bias_hh_l0.copy_(cell.bias_hh)
 
+    def encode(self, features: Tensor) -> Tensor:
+        """The CRNN's conv front end (bf16 autocast on CUDA when the CRNN has amp=True)."""
+        return _encode(self.conv, self.dropout, features, self.amp)
+
     def forward(
         self,
         features: Tensor,
@@ -226,7 +237,7 @@ class GRUBaseline(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Logits [B, T, C] with the true labels of frame t-1 fed at every frame t."""
-        feats = _encode(self.conv, self.dropout, features, self.amp)
+        feats = self.encode(features)
         tshift = torch.zeros_like(targets, dtype=feats.dtype)
         tshift[:, 1:] = targets[:, :-1]
         hidden, _ = self.gru(torch.cat([feats, tshift], dim=-1))
@@ -366,6 +377,12 @@ def _bench_case(
         loss.backward()
         optimizer.step()
 
+    leaf: Tensor | None = None  # fixed conv features for the recurrent-only step
+
+    def recurrent_step() -> None:
+        leaf.grad = None
+        train_step()
+
     @torch.no_grad()
     def eval_forward() -> None:
         if case == "cudnn_gru":
@@ -393,6 +410,19 @@ def _bench_case(
                 )
         if device.type == "cuda":
             result["train_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if case == "conv":
+            result["recurrent_step"] = _skipped("no recurrent part")
+        else:  # the same step with the conv front end replaced by fixed features
+            with torch.no_grad():
+                leaf = model.encode(x).detach().requires_grad_()
+            model.encode = lambda features: leaf
+            try:
+                result["recurrent_step"] = time_call(
+                    recurrent_step, device, args.repeats, args.warmup, args.max_seconds,
+                    min_warmup=1 if case == "cuda_graph" else 0,
+                )  # fmt: skip
+            finally:
+                del model.encode
         model.eval()
         if case == "cuda_graph":
             result["eval_forward"] = _skipped(
@@ -438,12 +468,16 @@ def shape_ratios(
         "seed_over_fast_step": ratio("seed", fast),
         "eager_over_fast_step": ratio("eager", fast),
         "recurrent_fast_over_gru_step": ratio(fast, "cudnn_gru", sub="conv"),
+        "recurrent_only_fast_over_gru": ratio(fast, "cudnn_gru", "recurrent_step"),
+        "recurrent_only_seed_over_fast": ratio("seed", fast, "recurrent_step"),
+        "recurrent_only_eager_over_fast": ratio("eager", fast, "recurrent_step"),
         "seed_over_fast_eval": ratio("seed", "hoisted", "eval_forward"),
         "eager_over_fast_eval": ratio("eager", "hoisted", "eval_forward"),
     }
     if device.type == "cuda":
         ratios["hoisted_over_gru_step"] = ratio("hoisted", "cudnn_gru")
         ratios["seed_over_hoisted_step"] = ratio("seed", "hoisted")
+        ratios["recurrent_only_hoisted_over_gru"] = ratio("hoisted", "cudnn_gru", "recurrent_step")
     shares = {}
     for case in cases:
         if case != "conv":
@@ -565,6 +599,9 @@ def run_epoch(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": args.num_workers,
         "warmup_batches": warm,
         "loop": model._resolve_loop(torch.empty(1, 1, 1, device=device)),
+        "graph_captured": (
+            any(e is not None for e in model._graphs.values()) if device.type == "cuda" else None
+        ),
         "wall_s": wall,
         "fetch_s": sum(fetch),
         "transfer_s": sum(transfer),
@@ -706,6 +743,7 @@ def _run(
                     entry["cases"][case] = {
                         "description": CASES[case],
                         "train_step": _skipped("CUDA only"),
+                        "recurrent_step": _skipped("CUDA only"),
                         "eval_forward": _skipped("CUDA only"),
                     }
                     continue
@@ -713,12 +751,14 @@ def _run(
                     result = _bench_case(case, base, shape, device, args)
                 except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
                     message = f"{type(err).__name__}: {err}"[:500]
+                    failed = {"status": "error", "median_s": None, "n": 0}
                     result = {"description": CASES[case], "error": message,
-                              "train_step": {"status": "error", "median_s": None, "n": 0},
-                              "eval_forward": {"status": "error", "median_s": None, "n": 0}}  # fmt: skip
+                              "train_step": failed, "recurrent_step": failed,
+                              "eval_forward": failed}  # fmt: skip
                 entry["cases"][case] = result
                 _log(
                     f"[{device} {shape.name}] {case:10s} train {_fmt_timing(result['train_step'])}"
+                    f" | recurrent {_fmt_timing(result['recurrent_step'])}"
                     f" | eval {_fmt_timing(result['eval_forward'])}",
                     args.quiet,
                 )
@@ -749,6 +789,8 @@ TARGETS = (
      "H100, paper shape: scheduled-sampling step >= 10x faster than the seed loop"),
     ("cpu", "small", "recurrent_fast_over_gru_step", "<=", 3.0,
      "CPU, small shape: recurrent part (step - conv) within 3x of nn.GRU's"),
+    ("cpu", "small", "recurrent_only_fast_over_gru", "<=", 3.0,
+     "CPU, small shape: recurrent part alone (fixed conv features) within 3x of nn.GRU's"),
 )  # fmt: skip
 
 
@@ -813,21 +855,18 @@ def _shape_markdown(entry: dict[str, Any]) -> list[str]:
     shape = Shape(**entry["shape_params"])
     on_cpu = torch.device(entry["device"]).type == "cpu"
     lines = [f"## {entry['device']}, {shape.name} ({shape.describe()})", ""]
-    if on_cpu:
-        lines += ["| case | training step, wall | training step, CPU time | evaluation, wall | "
-                  "evaluation, CPU time | recurrent share of step |", "|---|---|---|---|---|---|"]  # fmt: skip
-    else:
-        lines += ["| case | training step | evaluation forward | recurrent share of step |",
-                  "|---|---|---|---|"]  # fmt: skip
+    lines += ["| case | training step | recurrent part alone (step) | evaluation forward | "
+              "recurrent share of step |", "|---|---|---|---|---|"]  # fmt: skip
     shares = entry["ratios"]["recurrent_share_step"]
     for case, result in entry["cases"].items():
         share = shares.get(case)
-        cells = [case, _fmt_timing(result["train_step"])]
-        if on_cpu:
-            cells.append(_fmt_timing(result["train_step"], "cpu_"))
-        cells.append(_fmt_timing(result["eval_forward"]))
-        if on_cpu:
-            cells.append(_fmt_timing(result["eval_forward"], "cpu_"))
+        cells = [case]
+        for kind in ("train_step", "recurrent_step", "eval_forward"):
+            timing = result.get(kind, {"status": "skipped", "reason": "not measured"})
+            text = _fmt_timing(timing)
+            if on_cpu and _usable(timing, "cpu_median_s"):
+                text += f"; CPU time {_fmt_seconds(timing['cpu_median_s'])}"
+            cells.append(text)
         cells.append("-" if share is None else f"{100 * share:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     r, rc = entry["ratios"], entry.get("ratios_cpu_time")
@@ -843,16 +882,24 @@ def _shape_markdown(entry: dict[str, Any]) -> list[str]:
               f"- fast / nn.GRU, training step: {both('fast_over_gru_step')}",
               f"- recurrent part (step - conv), fast / nn.GRU: "
               f"{both('recurrent_fast_over_gru_step')}",
+              f"- recurrent part alone (fixed conv features), fast / nn.GRU: "
+              f"{both('recurrent_only_fast_over_gru')}",
               f"- seed loop / fast, training step (speed-up): {both('seed_over_fast_step', 1, 'x')}",
+              f"- seed loop / fast, recurrent part alone: "
+              f"{both('recurrent_only_seed_over_fast', 1, 'x')}",
+              f"- eager / fast, recurrent part alone: "
+              f"{both('recurrent_only_eager_over_fast', 1, 'x')}",
               f"- eager / fast, training step: {both('eager_over_fast_step', 1, 'x')}",
               f"- seed loop / hoisted, evaluation: {both('seed_over_fast_eval', 1, 'x')}",
               f"- eager / hoisted, evaluation: {both('eager_over_fast_eval', 1, 'x')}"]  # fmt: skip
     if "hoisted_over_gru_step" in r:
         lines += [f"- hoisted / nn.GRU, training step: {both('hoisted_over_gru_step')}",
                   f"- seed loop / hoisted, training step: "
-                  f"{both('seed_over_hoisted_step', 1, 'x')}"]  # fmt: skip
+                  f"{both('seed_over_hoisted_step', 1, 'x')}",
+                  f"- recurrent part alone, hoisted / nn.GRU: "
+                  f"{both('recurrent_only_hoisted_over_gru')}"]  # fmt: skip
     notes = [f"{case}: {t['note']}" for case, res in entry["cases"].items()
-             for t in (res.get("train_step", {}), res.get("eval_forward", {}))
+             for t in (res.get("train_step"), res.get("recurrent_step"), res.get("eval_forward"))
              if isinstance(t, dict) and t.get("note")]  # fmt: skip
     notes += [f"{case}: {res['error']}" for case, res in entry["cases"].items()
               if res.get("error")]  # fmt: skip
@@ -891,7 +938,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
               " out the time other jobs held the cores. Training step = forward + masked BCE +"
               " backward + Adam step; evaluation = eval mode, no_grad, free running (p_tf = 0),"
               " except cudnn_gru (teacher-forced: nn.GRU cannot feed predictions back)."
-              " Recurrent share = (step - conv) / step.", ""]  # fmt: skip
+              " Recurrent share = (step - conv) / step. Recurrent part alone = the same"
+              " training step with the conv front end replaced by fixed features (which still"
+              " receive a gradient).", ""]  # fmt: skip
     for entry in doc["results"]:
         lines += _shape_markdown(entry)
     if doc.get("targets"):
@@ -912,7 +961,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                   f"features, {s['classes']} classes, seq_len {s['seq_len']}, batch "
                   f"{s['batch_size']} -> {e['sequences']} sequences, {e['batches_per_epoch']} "
                   f"batches; CRNN channels {s['channels']}, hidden {s['hidden']}, loop "
-                  f"{e['loop']}; DataLoader num_workers {e['num_workers']}; "
+                  f"{e['loop']}{_captured(e.get('graph_captured'))}; DataLoader num_workers {e['num_workers']}; "
                   f"{e['warmup_batches']} warm-up batches before timing.", "",
                   "| batches timed | wall | fetch (DataLoader) | transfer | compute | "
                   "data share | epoch (est.) |", "|---|---|---|---|---|---|---|",
@@ -921,6 +970,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
                   f"{_fmt_seconds(e['transfer_s'])} | {_fmt_seconds(e['compute_s'])} | "
                   f"{100 * e['data_share']:.2f}% | {_fmt_seconds(e['epoch_estimate_s'])} |", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _captured(flag: bool | None) -> str:
+    return "" if flag is None else f" (CUDA graphs captured: {flag})"
 
 
 def _fmt_load(load: Sequence[float] | None) -> str:

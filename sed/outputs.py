@@ -101,6 +101,7 @@ def write_split_results(
                 run_dir / "plots" / f"events_{split}_{Path(name).stem}.png",
                 threshold=postprocessing.threshold,
                 title=f"{split}: {name}",
+                feature_label="normalised log-mel (z)",
             )
     scalars = {k: v for k, v in metrics.items() if k.count("/") == 0}
     return {f"{split}/{k}": float(v) for k, v in scalars.items()}

@@ -222,7 +222,7 @@ def plot_teacher_forcing(batches: pd.DataFrame, path: str | Path, dpi: int = DPI
     epochs = batches.groupby("epoch", sort=True)["batch"].agg(["min", "max"])
     for i, (_, row) in enumerate(epochs.iterrows()):
         if i % 2 == 0:
-            ax.axvspan(row["min"] - 0.5, row["max"] + 0.5, color="0.92", zorder=0, linewidth=0)
+            loss_ax.axvspan(row["min"] - 0.5, row["max"] + 0.5, color="0.92", zorder=0, linewidth=0)
 
     loss_ax.plot(x, loss, color="tab:orange", alpha=0.3, linewidth=0.8, label="loss (per batch)")
     loss_ax.plot(
@@ -308,6 +308,7 @@ def plot_event_roll(
     threshold: float | Sequence[float] | Mapping[str, float] = 0.5,
     title: str = "",
     dpi: int = DPI,
+    feature_label: str = "log-mel (dB)",
 ) -> Figure:
     """One file at a glance: log-mel spectrogram on top, then a row per class with the reference
     events (shaded spans), the predicted probability, the threshold and the predicted events (bar).
@@ -350,7 +351,7 @@ def plot_event_roll(
     )
     spec_ax.set_ylabel("mel band")
     spec_ax.set_title(title or "Event roll")
-    fig.colorbar(image, ax=spec_ax, label="log-mel (dB)", pad=0.01, aspect=12)
+    fig.colorbar(image, ax=spec_ax, label=feature_label, pad=0.01, aspect=12)
 
     edges = np.arange(probs.shape[0] + 1) * hop_seconds
     fontsize = 9 if num_classes <= 10 else 8

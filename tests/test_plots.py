@@ -101,8 +101,11 @@ def test_teacher_forcing_png(tmp_path):
     assert ax.get_xlabel() == "training batch"
     p_line = next(line for line in ax.lines if "p_tf" in line.get_label())
     np.testing.assert_allclose(p_line.get_ydata(), batches["p_tf"])
-    # Every other epoch is shaded: 10 epochs -> 5 spans, the first covering batches 0..29.
-    spans = [p for p in ax.patches if isinstance(p, Rectangle)]
+    # Every other epoch is shaded: 10 epochs -> 5 spans, the first covering batches 0..29. The
+    # shading sits on the loss axis, beneath the loss lines (on top of them it hid the loss).
+    loss_ax = fig.axes[1]
+    spans = [p for p in loss_ax.patches if isinstance(p, Rectangle)]
+    assert all(p.get_zorder() < line.get_zorder() for p in spans for line in loss_ax.lines)
     assert len(spans) == 5
     assert spans[0].get_x() == pytest.approx(-0.5) and spans[0].get_width() == pytest.approx(30)
     with pytest.raises(PlotError, match="p_tf"):
