@@ -593,6 +593,8 @@ def run_epoch(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "setup": setup,
         "sequences": len(dataset),
+        "padded_frame_share": 1.0
+        - sum(v for _, _, v in dataset.index) / (len(dataset) * setup["seq_len"]),
         "batches_per_epoch": batches,
         "batches_timed": len(compute),
         "partial": len(compute) < batches,
@@ -626,11 +628,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(devices: Sequence[torch.device]) -> dict[str, Any]:
+def environment(devices: Sequence[torch.device], argv: Sequence[str] = ()) -> dict[str, Any]:
     """Where and when the numbers were taken: versions, hardware, threads, load, TF32 flags."""
     env: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m sed.benchmark", *sys.argv[1:]]),
+        "command": " ".join(["python -m sed.benchmark", *argv]),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -716,7 +718,7 @@ def _run(
     args: argparse.Namespace, devices: list[torch.device], shapes: list[Shape], cases: list[str]
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "environment": environment(devices),
+        "environment": environment(devices, getattr(args, "argv", sys.argv[1:])),
         "settings": {
             "repeats": args.repeats,
             "warmup": args.warmup,
@@ -962,7 +964,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
                   f"{s['batch_size']} -> {e['sequences']} sequences, {e['batches_per_epoch']} "
                   f"batches; CRNN channels {s['channels']}, hidden {s['hidden']}, loop "
                   f"{e['loop']}{_captured(e.get('graph_captured'))}; DataLoader num_workers {e['num_workers']}; "
-                  f"{e['warmup_batches']} warm-up batches before timing.", "",
+                  f"{e['warmup_batches']} warm-up batches before timing. "
+                  f"{100 * e['padded_frame_share']:.0f}% of the frames in each batch are "
+                  "padding (files shorter than seq_len).", "",
                   "| batches timed | wall | fetch (DataLoader) | transfer | compute | "
                   "data share | epoch (est.) |", "|---|---|---|---|---|---|---|",
                   f"| {e['batches_timed']}{' (partial)' if e['partial'] else ''} | "
@@ -1049,6 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m sed.benchmark`."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         doc = run_benchmark(args)
     except BenchmarkError as err:

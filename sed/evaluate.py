@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sed.data.datasets import FileDataset, collate
 from sed.data.loading import load_corpus
 from sed.inference import load_trained, predict_batches, resolve_device
-from sed.outputs import evaluate_split, write_json, write_split_results
+from sed.outputs import HEADLINE, evaluate_split, write_json, write_split_results
 
 log = logging.getLogger(__name__)
 
@@ -88,37 +88,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                     {
                         "split": split,
                         "threshold": float(threshold),
-                        **{
-                            k: m[k]
-                            for k in (
-                                "event_f1",
-                                "event_er",
-                                "segment_f1",
-                                "segment_er",
-                                "frame_f1",
-                                "frame_er",
-                            )
-                        },
+                        **{k: m[k] for k in HEADLINE},
                     }
                 )
-    write_json({**metrics, "postprocess": str(pp.to_dict())}, out_dir / "metrics.json")
+    write_json(metrics, out_dir / "metrics.json")
+    write_json(pp.to_dict(), out_dir / "postprocess.json")
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
-    for key in sorted(
-        k
-        for k in metrics
-        if k.count("/") == 1
-        and k.split("/")[1]
-        in (
-            "event_f1",
-            "event_er",
-            "segment_f1",
-            "segment_er",
-            "frame_f1",
-            "frame_er",
-            "psds1",
-            "psds2",
-        )
-    ):
+    headline = (*HEADLINE, "psds1", "psds2")
+    for key in sorted(k for k in metrics if k.count("/") == 1 and k.split("/")[1] in headline):
         print(f"  {key:24s} {metrics[key]:.4f}")
     if sweep_rows:
         table = pd.DataFrame(sweep_rows)

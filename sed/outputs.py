@@ -18,6 +18,9 @@ from sed.evaluation import classwise_table, evaluate_all, frame_metrics
 from sed.plots import plot_event_roll
 from sed.postprocess import PostProcessing, binarize, probs_to_events
 
+# The headline metrics: what history.csv gets per epoch and what the entry points print.
+HEADLINE = ("event_f1", "event_er", "segment_f1", "segment_er", "frame_f1", "frame_er")
+
 
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Atomic JSON write; NaN/inf become null so every reader can parse it."""

@@ -24,15 +24,12 @@ from sed.data.datasets import FileDataset, SequenceDataset, collate
 from sed.data.loading import load_corpus
 from sed.features import LogMel
 from sed.inference import predict_batches, resolve_device
-from sed.outputs import evaluate_split, write_json, write_split_results
+from sed.outputs import HEADLINE, evaluate_split, write_json, write_split_results
 from sed.plots import plot_learning_curves, plot_teacher_forcing
 from sed.postprocess import PostProcessing
 from sed.training import Trainer, TrainerSettings
 
 log = logging.getLogger(__name__)
-
-# What history.csv / TensorBoard get per epoch (the final evaluation reports everything).
-EPOCH_METRICS = ("frame_f1", "frame_er", "event_f1", "event_er", "segment_f1", "segment_er")
 
 
 def seed_everything(seed: int) -> None:
@@ -132,7 +129,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             classwise=False,
             events=bool(cfg.trainer.val_event_metrics),
         )
-        return {k: v for k, v in metrics.items() if k in EPOCH_METRICS}
+        return {k: v for k, v in metrics.items() if k in HEADLINE}
 
     log.info(
         "training on %s: %d sequences, %d batches per epoch", device, len(train_set), num_batches

@@ -270,4 +270,6 @@ def test_epoch_mode_splits_data_and_compute(tmp_path, monkeypatch):
     assert 0 < epoch["data_share"] < 1
     assert epoch["compute_share"] + epoch["data_share"] == pytest.approx(1.0)
     assert epoch["loop"] == "hoisted"
+    assert epoch["padded_frame_share"] == pytest.approx(1 - 12 * 50 / (24 * 32))
+    assert "--epoch" in doc["environment"]["command"]
     assert "drossos_synthetic training epoch" in md
