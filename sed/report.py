@@ -64,6 +64,17 @@ class ReportError(ValueError):
 # --------------------------------------------------------------------------- collecting runs
 
 
+MARKDOWN_METRICS = (
+    "test/event_f1",
+    "test/event_er",
+    "test/segment_f1",
+    "test/segment_er",
+    "test/frame_f1",
+    "test/psds1",
+    "best_epoch",
+)
+
+
 def find_run_dirs(directory: str | Path) -> list[Path]:
     """Every folder at or below `directory` that holds `.hydra/`, in natural order (2 before 10)."""
     root = Path(directory)
@@ -395,7 +406,10 @@ def summary_markdown(
     metrics = summary.attrs.get("metrics") or [
         c[:-5] for c in summary.columns if c.endswith("_mean")
     ]
-    metrics = sorted(metrics, key=lambda m: m != metric)
+    # The Markdown table keeps the chosen metric and the headline test metrics (summary.csv has
+    # every metric); without any headline metric in the table, everything is shown.
+    headline = [m for m in metrics if m == metric or m in MARKDOWN_METRICS]
+    metrics = sorted(headline or metrics, key=lambda m: m != metric)
     over = summary.attrs.get("over", [])
     counts = runs["status"].value_counts()
     lines = [

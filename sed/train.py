@@ -102,6 +102,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"
     }
     spec = model_spec(cfg.model._target_, {**model_kwargs, "num_classes": len(classes)})
+    # Seed again here: generating the data set or filling the feature cache on first use must
+    # not shift the random draws of weight initialisation and training.
+    seed_everything(int(cfg.seed))
     model = build_model(spec)
     settings = settings_from(cfg)
     num_batches = -(-len(train_set) // settings.batch_size)

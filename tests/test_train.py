@@ -197,3 +197,14 @@ def test_predict_on_stereo_44k(smoke_run: Path, workdir: Path, tmp_path: Path) -
     state = torch.load(smoke_run / "checkpoints" / "best.pt", weights_only=True)
     assert probs.shape == (1 + (3 * 16000) // 320, len(state["classes"]))
     assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_same_config_same_numbers(smoke_run: Path, workdir: Path) -> None:
+    # smoke_run generated the data set and filled the feature cache; this run reuses both.
+    again = workdir / "outputs" / "smoke_again"
+    run_module("sed.train", "+experiment=smoke", f"hydra.run.dir={again}", root=workdir)
+    first = json.loads((smoke_run / "metrics.json").read_text())
+    second = json.loads((again / "metrics.json").read_text())
+    assert {k: v for k, v in first.items() if "seconds" not in k} == {
+        k: v for k, v in second.items() if "seconds" not in k
+    }
