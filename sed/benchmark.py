@@ -776,7 +776,7 @@ def _run(
             result = {"device": str(device), **run_epoch(device, args)}
             doc["epoch"].append(result)
             _log(f"[{device}] epoch {result['wall_s']:.2f} s, data share "
-                 f"{100 * result['data_share']:.1f}%", args.quiet)  # fmt: skip
+                 f"{100 * result['data_share']:.2f}%", args.quiet)  # fmt: skip
     doc["environment"]["load_average_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     )

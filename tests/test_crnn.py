@@ -289,3 +289,22 @@ def test_pool_sizes_and_channels_are_configurable():
     model = CRNN(n_mels=64, num_classes=2, channels=(4, 6), pool_sizes=(4, 4), hidden=8)
     assert model.feature_size == 6 * 4 and model.receptive_field_radius == 4
     assert model(torch.randn(2, 10, 64)).shape == (2, 10, 2)
+
+
+@pytest.mark.parametrize("loop", ["eager", "hoisted"])
+@pytest.mark.parametrize("p_tf", [0.0, 0.5, 1.0])
+def test_runs_under_callers_bf16_autocast(loop: str, p_tf: float) -> None:
+    """The trainer wraps the model in bf16 autocast on GPU: the conv front end may run in bf16,
+    the recurrence must still run (in float32) and stay close to the full-precision result."""
+    torch.manual_seed(0)
+    model = CRNN(n_mels=40, num_classes=4, channels=8, hidden=16, loop=loop).eval()
+    features = torch.randn(2, 30, 40)
+    targets = (torch.rand(2, 30, 4) > 0.5).float()
+    reference = model(features, targets, p_tf=p_tf, generator=torch.Generator().manual_seed(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(features, targets, p_tf=p_tf, generator=torch.Generator().manual_seed(3))
+    assert logits.dtype == torch.float32
+    # bf16 conv features flip a few fed-back labels at most; compare the first frames, where no
+    # prediction has been fed back yet, tightly, and the rest loosely.
+    torch.testing.assert_close(logits[:, :1], reference[:, :1], atol=0.05, rtol=0.05)
+    assert (logits - reference).abs().mean() < 0.1

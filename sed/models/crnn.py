@@ -343,10 +343,20 @@ class CRNN(nn.Module):
 
         if self.amp and features.is_cuda:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                feats = self.encode(features).to(features.dtype)
+                feats = self.encode(features)
         else:
             feats = self.encode(features)
+        # The conv front end may run in reduced precision (our amp option, or the caller's
+        # autocast); the recurrence always runs in the input's precision, with autocast off, so
+        # the fed-back thresholds and the hand-written loops see one dtype.
+        feats = feats.to(features.dtype)
+        with torch.autocast(features.device.type, enabled=False):
+            return self._recurrence(features, feats, tshift, mask, mode)
 
+    def _recurrence(
+        self, features: Tensor, feats: Tensor, tshift: Tensor | None, mask: Tensor | None, mode: str
+    ) -> Tensor:
+        """The GRU over per-frame features with label feedback, by the configured loop."""
         loop = self._resolve_loop(features)
         if loop == "eager":
             return self._eager(feats, tshift, mask)
