@@ -491,15 +491,15 @@ def shape_ratios(
 
 # ------------------------------------------------------------------------------- epoch mode
 def _epoch_setup() -> dict[str, Any]:
-    """The drossos_synthetic training setup's shapes (configs/experiment/drossos_synthetic.yaml)."""
-    from sed.data.synthetic import CLASSES, DEFAULTS
+    """The drossos_synthetic training setup's shapes (configs/experiment/drossos_synthetic.yaml:
+    100 training clips of 20.48 s at 16 kHz, hop 320, so one 1024-frame sequence per clip)."""
+    from sed.data.synthetic import CLASSES
     from sed.features import num_frames
 
-    hop = 320  # configs/features/logmel.yaml: 16 kHz, 20 ms hop
-    samples = int(round(DEFAULTS["clip_seconds"] * DEFAULTS["sample_rate"]))
+    hop, sample_rate, clip_seconds = 320, 16000, 20.48
     return {
-        "files": int(DEFAULTS["n_train"]),
-        "frames_per_file": num_frames(samples, hop),
+        "files": 100,
+        "frames_per_file": num_frames(int(round(clip_seconds * sample_rate)), hop),
         "n_mels": 40,
         "classes": len(CLASSES),
         "seq_len": 1024,

@@ -257,7 +257,7 @@ def test_bad_options_name_the_option(argv, key):
 def test_epoch_mode_splits_data_and_compute(tmp_path, monkeypatch):
     """--epoch at the drossos_synthetic layout, shrunk (files, model) so it runs in a second."""
     setup = benchmark._epoch_setup()
-    assert (setup["files"], setup["frames_per_file"], setup["seq_len"]) == (200, 501, 1024)
+    assert (setup["files"], setup["frames_per_file"], setup["seq_len"]) == (100, 1025, 1024)
     assert (setup["batch_size"], setup["channels"], setup["hidden"]) == (8, 256, 256)
     small = {**setup, "files": 12, "frames_per_file": 50, "seq_len": 32, "batch_size": 4,
              "channels": 4, "hidden": 8}  # fmt: skip
