@@ -19,7 +19,6 @@ from typing import Any
 __all__ = [
     "SamplerError",
     "TeacherForcingSampler",
-    "BaseSampler",
     "ScheduledSampler",
     "LinearDecay",
     "ExponentialDecay",
@@ -118,10 +117,6 @@ class TeacherForcingSampler:
     def __repr__(self) -> str:
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._params)
         return f"{type(self).__name__}({args}; batches={self.batches})"
-
-
-#: the name sed.training imports; the same class
-BaseSampler = TeacherForcingSampler
 
 
 class ScheduledSampler(TeacherForcingSampler):

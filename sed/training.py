@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from sed.checkpoints import load_checkpoint, require, save_checkpoint
 from sed.data.datasets import collate
 from sed.inference import predict_batches
-from sed.sampling import BaseSampler
+from sed.sampling import TeacherForcingSampler
 
 MODES = ("max", "min")
 
@@ -88,7 +88,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        sampler: BaseSampler,
+        sampler: TeacherForcingSampler,
         optimizer: torch.optim.Optimizer,
         settings: TrainerSettings,
         run_dir: str | Path,
