@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sed.models.crnn import CRNN
+from sed.models.crnn import CRNN, forcing_mask
 
 __all__ = [
     "BenchmarkError",
@@ -106,46 +106,16 @@ LR = 1e-4  # Adam, as configs/experiment/drossos_synthetic.yaml
 
 
 # ------------------------------------------------------------------------------- models
-def forcing_mask(
-    batch: int,
-    frames: int,
-    p_tf: float,
-    generator: torch.Generator | None,
-    device: torch.device | str,
-) -> Tensor:
-    """The [B, T] teacher-forcing mask (True = true labels) drawn exactly as CRNN.forward draws it.
-
-    One Bernoulli(p_tf) draw per (sequence, frame) from `generator` for 0 < p_tf < 1; no draw
-    (all False / all True) for p_tf = 0 / 1, which is when the CRNN draws none either.
-    """
-    if p_tf <= 0.0:
-        return torch.zeros(batch, frames, dtype=torch.bool, device=device)
-    if p_tf >= 1.0:
-        return torch.ones(batch, frames, dtype=torch.bool, device=device)
-    draw_on = generator.device if generator is not None else torch.device("cpu")
-    draws = torch.rand(batch, frames, generator=generator, device=draw_on)
-    return (draws < p_tf).to(device)
-
-
-def _encode(conv: nn.Module, dropout: nn.Module, features: Tensor, amp: bool) -> Tensor:
-    """The CRNN's conv front end ([B, T, M] -> [B, T, F]), bf16 autocast on CUDA when amp."""
-    if amp and features.is_cuda:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return _encode(conv, dropout, features, False).to(features.dtype)
-    x = conv(features.unsqueeze(1))  # [B, ch, T, bands]
-    B, ch, T, bands = x.shape
-    return dropout(x.permute(0, 2, 1, 3).reshape(B, T, ch * bands))
-
-
 class ConvFrontEnd(nn.Module):
     """A CRNN's conv blocks and dropout alone (shared modules): the non-recurrent part of a step."""
 
     def __init__(self, crnn: CRNN) -> None:
         super().__init__()
-        self.conv, self.dropout, self.amp = crnn.conv, crnn.dropout, crnn.amp
+        self.conv, self.dropout = crnn.conv, crnn.dropout
+        self._encode = crnn.encode  # the CRNN's own front end (bf16 on CUDA with amp=True)
 
     def encode(self, features: Tensor) -> Tensor:
-        return _encode(self.conv, self.dropout, features, self.amp)
+        return self._encode(features).to(features.dtype)
 
     def forward(self, features: Tensor, targets: Tensor | None = None, p_tf: float = 0.0,
                 generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
@@ -170,12 +140,13 @@ class SeedLoopCRNN(nn.Module):
         if not crnn.label_feedback:
             raise BenchmarkError("SeedLoopCRNN needs a CRNN with label_feedback=True")
         self.conv, self.dropout, self.cell, self.fc = crnn.conv, crnn.dropout, crnn.cell, crnn.fc
+        self._encode = crnn.encode
         self.num_classes, self.hidden = crnn.num_classes, crnn.hidden
-        self.threshold, self.amp = crnn.threshold, crnn.amp
+        self.threshold = crnn.threshold
 
     def encode(self, features: Tensor) -> Tensor:
         """The CRNN's conv front end (bf16 autocast on CUDA when the CRNN has amp=True)."""
-        return _encode(self.conv, self.dropout, features, self.amp)
+        return self._encode(features).to(features.dtype)
 
     def forward(
         self,
@@ -216,7 +187,8 @@ class GRUBaseline(nn.Module):
 
     def __init__(self, crnn: CRNN) -> None:
         super().__init__()
-        self.conv, self.dropout, self.fc, self.amp = crnn.conv, crnn.dropout, crnn.fc, crnn.amp
+        self.conv, self.dropout, self.fc = crnn.conv, crnn.dropout, crnn.fc
+        self._encode = crnn.encode
         cell = crnn.cell
         self.gru = nn.GRU(cell.input_size, cell.hidden_size, batch_first=True)
         with torch.no_grad():
@@ -227,7 +199,7 @@ class GRUBaseline(nn.Module):
 
     def encode(self, features: Tensor) -> Tensor:
         """The CRNN's conv front end (bf16 autocast on CUDA when the CRNN has amp=True)."""
-        return _encode(self.conv, self.dropout, features, self.amp)
+        return self._encode(features).to(features.dtype)
 
     def forward(
         self,

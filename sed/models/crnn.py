@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["CRNN", "CRNNConfigError", "LOOPS"]
+__all__ = ["CRNN", "CRNNConfigError", "LOOPS", "forcing_mask"]
 
 LOOPS = ("auto", "eager", "hoisted", "cuda_graph")
 _MISSING = object()
@@ -44,6 +44,24 @@ _MISSING = object()
 def _time_major(x: Tensor | None) -> Tensor | None:
     """[B, T, ...] -> contiguous [T, B, ...] (None passes through)."""
     return None if x is None else x.transpose(0, 1).contiguous()
+
+
+def forcing_mask(
+    batch: int,
+    frames: int,
+    p_tf: float,
+    generator: torch.Generator | None,
+    device: torch.device | str,
+) -> Tensor:
+    """The [B, T] teacher-forcing mask, True = feed the true labels: one Bernoulli(p_tf) draw per
+    (sequence, frame), all up front, from `generator` (on its device; the global CPU generator
+    when None). p_tf = 0 / 1 draws nothing (all False / all True), as CRNN.forward does."""
+    if p_tf <= 0.0:
+        return torch.zeros(batch, frames, dtype=torch.bool, device=device)
+    if p_tf >= 1.0:
+        return torch.ones(batch, frames, dtype=torch.bool, device=device)
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    return (torch.rand(batch, frames, generator=generator, device=draw_on) < p_tf).to(device)
 
 
 class CRNNConfigError(ValueError):
@@ -309,7 +327,14 @@ class CRNN(nn.Module):
         return math.log(self.threshold / (1.0 - self.threshold))
 
     def encode(self, features: Tensor) -> Tensor:
-        """Conv front end: [B, T, n_mels] -> per-frame features [B, T, channels * bands]."""
+        """Conv front end: [B, T, n_mels] -> per-frame features [B, T, channels * bands], in
+        bf16 autocast on CUDA when the model was built with amp=True."""
+        if self.amp and features.is_cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self._conv_frames(features)
+        return self._conv_frames(features)
+
+    def _conv_frames(self, features: Tensor) -> Tensor:
         x = self.conv(features.unsqueeze(1))  # [B, ch, T, bands]
         B, ch, T, bands = x.shape
         return self.dropout(x.permute(0, 2, 1, 3).reshape(B, T, ch * bands))
@@ -332,20 +357,13 @@ class CRNN(nn.Module):
             mode = "mixed"
         mask = None
         if mode == "mixed":
-            # One Bernoulli(p_tf) draw per (sequence, step), all up front: True = true labels.
-            device = generator.device if generator is not None else torch.device("cpu")
-            draws = torch.rand(B, T, generator=generator, device=device)
-            mask = (draws < p_tf).to(features.device)
+            mask = forcing_mask(B, T, p_tf, generator, features.device)
         tshift = None
         if mode != "free":
             tshift = torch.zeros_like(targets, dtype=features.dtype)
             tshift[:, 1:] = targets[:, :-1]
 
-        if self.amp and features.is_cuda:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                feats = self.encode(features)
-        else:
-            feats = self.encode(features)
+        feats = self.encode(features)
         # The conv front end may run in reduced precision (our amp option, or the caller's
         # autocast); the recurrence always runs in the input's precision, with autocast off, so
         # the fed-back thresholds and the hand-written loops see one dtype.
