@@ -162,21 +162,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["eval_seconds"] = time.perf_counter() - start
     write_json(metrics, run_dir / "metrics.json")
     write_training_plots(run_dir, settings.monitor, result.best_epoch)
-    log.info(
-        "test: %s",
-        ", ".join(
-            f"{k}={metrics[k]:.3f}"
-            for k in (
-                "test/event_f1",
-                "test/event_er",
-                "test/segment_f1",
-                "test/segment_er",
-                "test/frame_f1",
-                "test/psds1",
-            )
-            if k in metrics
-        ),
-    )
+    shown = [f"test/{k}" for k in (*HEADLINE, "psds1") if f"test/{k}" in metrics]
+    log.info("test: %s", ", ".join(f"{k}={metrics[k]:.3f}" for k in shown))
     return metrics
 
 
