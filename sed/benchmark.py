@@ -334,7 +334,7 @@ def _bench_case(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Training step and evaluation forward of one case at one shape and device."""
-    from sed.training import masked_bce  # the training loop's loss
+    from sed.inference import masked_bce  # the training loop's loss
 
     x, y, frame_mask = _data(shape, device, args.seed)
     model = _build(case, base, device)
@@ -495,8 +495,8 @@ def run_epoch(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from sed.data.datasets import SequenceDataset, collate
+    from sed.inference import masked_bce
     from sed.sampling import ScheduledSampler
-    from sed.training import masked_bce
 
     setup = _epoch_setup()
     rng = np.random.default_rng(args.seed)

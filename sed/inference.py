@@ -26,6 +26,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits, averaged over unmasked frames and classes only."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (bce.mean(-1) * mask).sum() / mask.sum().clamp_min(1)
+
+
 @torch.no_grad()
 def predict_batches(
     model: nn.Module,
@@ -54,9 +60,9 @@ def predict_batches(
         targets = batch.get("targets")
         if targets is not None and targets.shape[-1] == logits.shape[-1]:
             targets = targets.to(device, non_blocking=True)
-            bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-            loss_sum += float((bce.mean(-1) * mask).sum())
-            count += int(mask.sum())
+            frames = int(mask.sum())
+            loss_sum += float(masked_bce(logits, targets, mask)) * frames
+            count += frames
         p = torch.sigmoid(logits).cpu().numpy()
         lengths = batch["mask"].sum(1).tolist()
         for name, item, length in zip(batch["filenames"], p, lengths, strict=True):

@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from sed.checkpoints import load_checkpoint, require, save_checkpoint
 from sed.data.datasets import collate
-from sed.inference import predict_batches
+from sed.inference import masked_bce, predict_batches
 from sed.sampling import TeacherForcingSampler
 
 MODES = ("max", "min")
+BATCH_COLUMNS = ["batch", "epoch", "p_tf", "loss"]  # batches.csv
 
 
 @dataclass
@@ -61,12 +62,6 @@ class FitResult:
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits, averaged over unmasked frames and classes only."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    return (bce.mean(-1) * mask).sum() / mask.sum().clamp_min(1)
 
 
 def _improved(value: float, best: float, mode: str) -> bool:
@@ -249,7 +244,7 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch)
         batches_path = self.run_dir / "batches.csv"
         if self.epoch == 0 or not batches_path.exists():
-            batches_path.write_text("batch,epoch,p_tf,loss\n")
+            batches_path.write_text(",".join(BATCH_COLUMNS) + "\n")
         else:
             _truncate_csv(batches_path, "batch", self.batches_seen)
         val_loader = self._loader(val_set, shuffle=False)
@@ -263,7 +258,7 @@ class Trainer:
             disable=not s.progress,
         )
         with batches_path.open("a", newline="") as handle:
-            batch_log = csv.DictWriter(handle, fieldnames=["batch", "epoch", "p_tf", "loss"])
+            batch_log = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS)
             for _ in epochs_bar:
                 epoch_start = time.perf_counter()
                 p_start = float(self.sampler.probability)
@@ -350,8 +345,7 @@ def _truncate_csv(path: Path, key: str, limit: int) -> None:
     """Drop rows whose `key` >= limit (batches logged after the checkpoint we resume from)."""
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    fieldnames = ["batch", "epoch", "p_tf", "loss"]
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS)
         writer.writeheader()
         writer.writerows(r for r in rows if int(r[key]) < limit)
