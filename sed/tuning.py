@@ -1,0 +1,191 @@
+"""Post-processing chosen on the validation split: per-class threshold, median window, minimum
+event duration and minimum gap, searched to optimise a class-wise validation metric.
+
+The search is coordinate-wise and per class: a class's event metrics depend only on that
+class's own settings, so one evaluation of the whole split under a uniform setting scores that
+setting for every class at once. Stage 1 tries every (threshold, median window) pair, stage 2
+every minimum duration on top of each class's best pair, stage 3 every minimum gap. Probabilities
+are computed once by the caller; each candidate costs one post-processing pass and one sed_eval
+pass over the split. Ties keep the earlier candidate, and the defaults come first, so a class
+whose score never moves keeps the default. Nothing here ever sees the test split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from sed.evaluation import evaluate_events
+from sed.postprocess import PostProcessing, probs_to_events
+
+__all__ = ["CRITERIA", "SearchSpace", "TuningError", "TuningResult", "tune_postprocessing"]
+
+# Class-wise criteria and whether higher is better.
+CRITERIA = {"event_f1": True, "event_er": False, "segment_f1": True, "segment_er": False}
+
+
+class TuningError(ValueError):
+    """A search space or criterion that cannot be used; the message names the key."""
+
+
+@dataclass
+class SearchSpace:
+    """Candidate values per post-processing step (configs/postprocess/*.yaml `tune:` block)."""
+
+    thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    median_seconds: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 1.0)
+    min_duration: Sequence[float] = (0.0, 0.1, 0.2, 0.4)
+    min_gap: Sequence[float] = (0.0, 0.1, 0.2, 0.4)
+
+    def __post_init__(self) -> None:
+        for name in ("thresholds", "median_seconds", "min_duration", "min_gap"):
+            values = [float(v) for v in getattr(self, name)]
+            if not values:
+                raise TuningError(f"postprocess.tune.{name} must list at least one value")
+            if name == "thresholds" and not all(0.0 < v < 1.0 for v in values):
+                raise TuningError(f"postprocess.tune.thresholds must lie in (0, 1), got {values}")
+            if name != "thresholds" and any(v < 0 or not math.isfinite(v) for v in values):
+                raise TuningError(f"postprocess.tune.{name} must be >= 0, got {values}")
+            setattr(self, name, tuple(values))
+
+
+@dataclass
+class TuningResult:
+    """The chosen post-processing, its validation score against the start's, and every trial."""
+
+    postprocessing: PostProcessing
+    criterion: str
+    score: float
+    start_score: float
+    trials: pd.DataFrame = field(repr=False)
+
+
+def _first_with(default: float, values: Sequence[float]) -> list[float]:
+    """`values` with `default` moved to the front (ties then keep the default)."""
+    return [default] + [v for v in values if not math.isclose(v, default)]
+
+
+def tune_postprocessing(
+    probs: Mapping[str, np.ndarray],
+    reference: pd.DataFrame,
+    classes: Sequence[str],
+    hop_seconds: float,
+    durations: Mapping[str, float],
+    start: PostProcessing,
+    space: SearchSpace | None = None,
+    criterion: str = "event_f1",
+    progress: bool = True,
+) -> TuningResult:
+    """Search `space` on one (validation) split; returns per-class settings as dicts label ->
+    value. `start` supplies the defaults (scalars) tried first; the result is kept only if its
+    overall (micro) `criterion` is at least as good as `start`'s, otherwise `start` is returned."""
+    if criterion not in CRITERIA:
+        raise TuningError(
+            f"postprocess.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}"
+        )
+    higher = CRITERIA[criterion]
+    space = space or SearchSpace()
+    classes = [str(c) for c in classes]
+    default = {
+        "threshold": _scalar(start.threshold, "threshold"),
+        "median_seconds": _start_median(start, hop_seconds),
+        "min_duration": _scalar(start.min_duration, "min_duration"),
+        "min_gap": _scalar(start.min_gap, "min_gap"),
+    }
+    rows: list[dict[str, Any]] = []
+
+    def score(settings: dict[str, Any], stage: str) -> dict[str, float]:
+        pp = PostProcessing(**settings)
+        estimated = probs_to_events(probs, hop_seconds, classes, pp)
+        metrics = evaluate_events(reference, estimated, classes, durations, classwise=True)
+        per_class = {c: _orient(metrics[f"{criterion}/{c}"], higher) for c in classes}
+        rows.append(
+            {
+                "stage": stage,
+                **{k: _show(v) for k, v in settings.items()},
+                criterion: metrics[criterion],
+                **{f"{criterion}/{c}": metrics[f"{criterion}/{c}"] for c in classes},
+            }
+        )
+        per_class["_overall"] = _orient(metrics[criterion], higher)
+        return per_class
+
+    start_score = score(
+        {k: default[k] for k in ("threshold", "min_duration", "min_gap")}
+        | {"median_seconds": default["median_seconds"]},
+        "start",
+    )["_overall"]
+    best = {c: dict(default) for c in classes}
+    best_score = {c: -math.inf for c in classes}
+    stages = [
+        ("threshold+median", [
+            {"threshold": t, "median_seconds": m}
+            for t in _first_with(default["threshold"], space.thresholds)
+            for m in _first_with(default["median_seconds"], space.median_seconds)
+        ]),
+        ("min_duration", [{"min_duration": d} for d in _first_with(default["min_duration"], space.min_duration)]),
+        ("min_gap", [{"min_gap": g} for g in _first_with(default["min_gap"], space.min_gap)]),
+    ]  # fmt: skip
+    total = sum(len(c) for _, c in stages)
+    bar = tqdm(total=total, desc=f"tune post-processing ({criterion})", disable=not progress)
+    for stage, candidates in stages:
+        base = {c: dict(best[c]) for c in classes}
+        for candidate in candidates:
+            settings = {
+                key: {c: candidate.get(key, base[c][key]) for c in classes} for key in default
+            }
+            scores = score(settings, stage)
+            for c in classes:
+                if scores[c] > best_score[c]:
+                    best_score[c] = scores[c]
+                    best[c] = {key: settings[key][c] for key in default}
+            bar.update(1)
+    bar.close()
+    tuned = PostProcessing(**{key: {c: best[c][key] for c in classes} for key in default})
+    final = score({k: getattr(tuned, k) for k in default}, "final")["_overall"]
+    chosen, chosen_score = (tuned, final) if final >= start_score else (start, start_score)
+    sign = 1.0 if higher else -1.0
+    return TuningResult(
+        chosen, criterion, sign * chosen_score, sign * start_score, pd.DataFrame(rows)
+    )
+
+
+def _scalar(value: Any, name: str) -> float:
+    """The start's setting as one number (the search starts from uniform defaults)."""
+    if isinstance(value, Mapping) or np.ndim(value) != 0:
+        raise TuningError(
+            f"postprocess.{name} must be one value when tuning (the search sets it per class), "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def _start_median(start: PostProcessing, hop_seconds: float) -> float:
+    """The start's median window in seconds (a window in frames is converted; none is 0 s)."""
+    if start.median_seconds is not None:
+        return _scalar(start.median_seconds, "median_seconds")
+    if start.median_frames is not None:
+        return _scalar(start.median_frames, "median_frames") * hop_seconds
+    return 0.0
+
+
+def _orient(value: float, higher: bool) -> float:
+    """Score to maximise; undefined values (no reference events) never win."""
+    value = float(value)
+    if math.isnan(value):
+        return -math.inf
+    return value if higher else -value
+
+
+def _show(value: Any) -> Any:
+    """A uniform per-class dict shown as its one value in the trials table."""
+    if isinstance(value, Mapping):
+        distinct = set(value.values())
+        return next(iter(distinct)) if len(distinct) == 1 else str(value)
+    return value
