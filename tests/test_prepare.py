@@ -351,14 +351,7 @@ def test_tut2017(tmp_path):
     tests = make_tut2017(src)
     dest = tmp_path / "tut2017"
     info = prep.prepare("tut2017", src, dest, validation_fraction=0.4, seed=3, progress=False)
-    assert info["classes"] == [
-        "brakes squeaking",
-        "car",
-        "children",
-        "large vehicle",
-        "people speaking",
-        "people walking",
-    ]
+    assert info["classes"] == list(DATASETS["tut2017"].classes)
     assert info["source"]["archives"] == [
         f"{TUT2017}.meta.zip",
         f"{TUT2017}.audio.1.zip",
@@ -418,6 +411,11 @@ def test_missing_file_in_extracted_tree_is_named(tut2016_src, tmp_path):
     src, _ = tut2016_src
     extracted = tmp_path / "x"
     _extract_all(src, extracted)
+    (extracted / TUT2016 / "meta" / "home" / "a030.ann").unlink()
+    with pytest.raises(
+        PrepareError, match=r"meta/home/a030\.ann.*TUT-sound-events-2016-development\.meta\.zip"
+    ):
+        prep.prepare("tut2016_home", extracted, tmp_path / "out", progress=False)
     (extracted / TUT2016 / "audio" / "home" / "a033.wav").unlink()
     with pytest.raises(
         PrepareError, match=r"audio/home/a033\.wav.*TUT-sound-events-2016-development\.audio\.zip"

@@ -14,22 +14,16 @@ nothing is fetched. NAME is one of DATASETS (`--help` lists each with its archiv
     DEST/fold{k}/metadata/{split}_durations.tsv   every file of the split with its duration
     DEST/prepared.json                       source, classes, label map, folds, counts
 
-The official cross-validation setups are kept: test = the fold's test list (evaluate list for
-its events). They have no validation set, so one is carved out of each fold's training list:
-`round(fraction * n_train)` whole recordings (at least one), drawn with random.Random((seed, fold))
-from the sorted list; of up to 1000 such draws the first that leaves every class of the fold's
-training list in training is taken. TUT-SED Synthetic 2016 has one official train/validation/test
-split (60/20/20 mixtures); it is written as fold1 so that every TUT config has the same shape,
-and --validation-fraction does not apply to it.
+The official cross-validation setups are kept: test = the fold's test list. They have no
+validation set, so one is carved out of each fold's training recordings (carve_validation). A
+recording in no list of fold k (no target events, so in no training list) is trained on in fold k.
+TUT-SED Synthetic 2016 has one official train/validation/test split (60/20/20 mixtures); it is
+written as fold1 so that every TUT config has the same shape, and --validation-fraction does not
+apply to it.
 
-Labels are normalised the same way for every dataset (normalize_label): lower case, parentheses
-dropped, underscores and runs of whitespace made single spaces, so "(object) rustling" ->
-"object rustling" (the 2016 home set also has "object impact"), "alarms_and_sirens" ->
-"alarms and sirens", "people walking " -> "people walking". prepared.json keeps the raw -> normalised
-map. A label outside the dataset's documented class list is an error unless --allow-unknown-labels.
-
-A file with no target events never appears in a TUT training list (those list events); one that
-is in some fold's test list but in neither list of fold k is added to fold k's training files.
+Labels are normalised the same way for every dataset (normalize_label), and prepared.json keeps
+the raw -> normalised map. A label outside the dataset's documented classes is an error unless
+--allow-unknown-labels.
 """
 
 import argparse
@@ -42,7 +36,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
 
@@ -56,15 +50,15 @@ from sed.audio import audio_duration
 __all__ = [
     "DATASETS",
     "LINK_MODES",
-    "PrepareError",
     "DatasetSpec",
+    "PrepareError",
     "carve_validation",
     "main",
     "normalize_label",
     "prepare",
+    "summary_table",
 ]
 
-SPLITS = ("train", "validation", "test")
 LINK_MODES = ("symlink", "hardlink", "copy")
 FORMAT_VERSION = 1
 MARKER = ".sed-prepare"  # written first, so a re-run knows DEST is ours even if it was cut short
@@ -77,154 +71,113 @@ class PrepareError(ValueError):
 
 
 @dataclass(frozen=True)
-class Archive:
-    """One downloadable package of a dataset."""
-
-    filename: str
-    content: str  # "meta" (annotations + evaluation_setup), "audio", "doc" or "features"
-    required: bool = True
-
-
-@dataclass(frozen=True)
 class DatasetSpec:
-    """Where a dataset's files live inside its archives, and what it should contain."""
+    """One public dataset: its archives, evaluation_setup lists, annotation files and classes."""
 
     name: str
     title: str
     url: str
-    storage: str  # the top folder of the archives (dcase_util's storage_name)
-    archives: tuple[Archive, ...]
+    storage: str  # the archives' top folder (dcase_util's storage_name)
+    audio_parts: int  # STORAGE.audio.zip, or STORAGE.audio.1.zip ... STORAGE.audio.N.zip
     classes: tuple[str, ...]  # normalised, sorted
-    scene: str | None = None  # TUT Sound Events: the scene folder and fold-list prefix
+    audio: str  # the folder of the audio inside the archives
+    lists: dict[str, str]  # split -> its evaluation_setup list ("{fold}" filled in)
+    annotations: tuple[str, ...]  # where a recording's annotation may be ("{stem}", "{annot}")
+    scene: str | None = None
     folds: tuple[int, ...] = (1,)
+    split_sizes: tuple[int, int, int] | None = None  # published train/validation/test sizes
+    notes: tuple[str, ...] = ()
     sample_rate: int = 44100
-    channels: int = 2
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def fold_based(self) -> bool:
-        return self.scene is not None
+    def archives(self) -> list[str]:
+        """The archives to download: the meta archive first, then the audio part(s)."""
+        parts = [""] if self.audio_parts == 1 else [f".{i}" for i in range(1, self.audio_parts + 1)]
+        return [f"{self.storage}.meta.zip", *(f"{self.storage}.audio{p}.zip" for p in parts)]
 
 
-def _tut_archives(storage: str, audio_parts: int) -> tuple[Archive, ...]:
-    audio = (
-        [Archive(f"{storage}.audio.zip", "audio")]
-        if audio_parts == 1
-        else [Archive(f"{storage}.audio.{i}.zip", "audio") for i in range(1, audio_parts + 1)]
-    )
-    return (
-        Archive(f"{storage}.meta.zip", "meta"),
-        *audio,
-        Archive(f"{storage}.doc.zip", "doc", False),
+def _tut(
+    name: str, title: str, url: str, storage: str, parts: int, scene: str, classes: str
+) -> DatasetSpec:
+    """A TUT Sound Events scene: 4 folds of {scene}_fold{k}_{train,test}.txt, one .ann a file."""
+    return DatasetSpec(
+        name,
+        title,
+        url,
+        storage,
+        parts,
+        tuple(classes.split(", ")),
+        audio=f"audio/{scene}",
+        lists={split: f"{scene}_fold{{fold}}_{split}.txt" for split in ("train", "test")},
+        annotations=(f"meta/{scene}/{{stem}}.ann",),
+        scene=scene,
+        folds=(1, 2, 3, 4),
     )
 
 
 _TUT2016 = "TUT-sound-events-2016-development"
-_TUT2017 = "TUT-sound-events-2017-development"
-_SYNTH = "TUT-SED-synthetic-2016"
-
 DATASETS: dict[str, DatasetSpec] = {
-    "tut2016_synthetic": DatasetSpec(
-        name="tut2016_synthetic",
-        title="TUT-SED Synthetic 2016 (Cakir et al. 2017)",
-        url="http://www.cs.tut.fi/sgn/arg/taslp2017-crnn-sed/tut-sed-synthetic-2016",
-        storage=_SYNTH,
-        archives=(
-            Archive(f"{_SYNTH}.meta.zip", "meta"),
-            *(Archive(f"{_SYNTH}.audio.{i}.zip", "audio") for i in range(1, 6)),
-            Archive(f"{_SYNTH}.features.zip", "features", False),
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            name="tut2016_synthetic",
+            title="TUT-SED Synthetic 2016 (Cakir et al. 2017)",
+            url="http://www.cs.tut.fi/sgn/arg/taslp2017-crnn-sed/tut-sed-synthetic-2016",
+            storage="TUT-SED-synthetic-2016",
+            audio_parts=5,
+            classes=tuple(
+                "alarms and sirens, baby crying, bird singing, bus, cat meowing, crowd applause, "
+                "crowd cheering, dog barking, footsteps, glass smash, gun shot, horsewalk, mixer, "
+                "motorcycle, rain, thunder".split(", ")
+            ),
+            audio="audio",
+            lists={"train": "train+validate.txt", "validation": "validate.txt", "test": "test.txt"},
+            annotations=("meta/{annot}.txt", "meta/{stem}.txt"),
+            split_sizes=(60, 20, 20),
+            notes=(
+                "official split from evaluation_setup/train+validate.txt (train = it minus "
+                "validate.txt), validate.txt and test.txt; written as fold1",
+            ),
         ),
-        classes=(
-            "alarms and sirens",
-            "baby crying",
-            "bird singing",
-            "bus",
-            "cat meowing",
-            "crowd applause",
-            "crowd cheering",
-            "dog barking",
-            "footsteps",
-            "glass smash",
-            "gun shot",
-            "horsewalk",
-            "mixer",
-            "motorcycle",
-            "rain",
-            "thunder",
+        _tut(
+            name="tut2016_home",
+            title="TUT Sound Events 2016, development dataset: home",
+            url="https://zenodo.org/record/45759",
+            storage=_TUT2016,
+            parts=1,
+            scene="home",
+            classes="cupboard, cutlery, dishes, drawer, glass jingling, object impact, "
+            "object rustling, object snapping, people walking, washing dishes, water tap running",
         ),
-        channels=1,
-        notes=(
-            "official split from evaluation_setup/train+validate.txt (train = it minus "
-            "validate.txt), validate.txt and test.txt; written as fold1",
+        _tut(
+            name="tut2016_residential",
+            title="TUT Sound Events 2016, development dataset: residential area",
+            url="https://zenodo.org/record/45759",
+            storage=_TUT2016,
+            parts=1,
+            scene="residential_area",
+            classes="bird singing, car passing by, children shouting, object banging, "
+            "people speaking, people walking, wind blowing",
         ),
-    ),
-    "tut2016_home": DatasetSpec(
-        name="tut2016_home",
-        title="TUT Sound Events 2016, development dataset: home",
-        url="https://zenodo.org/record/45759",
-        storage=_TUT2016,
-        archives=_tut_archives(_TUT2016, 1),
-        classes=(
-            "cupboard",
-            "cutlery",
-            "dishes",
-            "drawer",
-            "glass jingling",
-            "object impact",
-            "object rustling",
-            "object snapping",
-            "people walking",
-            "washing dishes",
-            "water tap running",
-        ),
-        scene="home",
-        folds=(1, 2, 3, 4),
-    ),
-    "tut2016_residential": DatasetSpec(
-        name="tut2016_residential",
-        title="TUT Sound Events 2016, development dataset: residential area",
-        url="https://zenodo.org/record/45759",
-        storage=_TUT2016,
-        archives=_tut_archives(_TUT2016, 1),
-        classes=(
-            "bird singing",
-            "car passing by",
-            "children shouting",
-            "object banging",
-            "people speaking",
-            "people walking",
-            "wind blowing",
-        ),
-        scene="residential_area",
-        folds=(1, 2, 3, 4),
-    ),
-    "tut2017": DatasetSpec(
-        name="tut2017",
-        title="TUT Sound Events 2017, development dataset: street",
-        url="https://zenodo.org/record/814831",
-        storage=_TUT2017,
-        archives=_tut_archives(_TUT2017, 2),
-        classes=(
-            "brakes squeaking",
-            "car",
-            "children",
-            "large vehicle",
-            "people speaking",
+        _tut(
+            name="tut2017",
+            title="TUT Sound Events 2017, development dataset: street",
+            url="https://zenodo.org/record/814831",
+            storage="TUT-sound-events-2017-development",
+            parts=2,
+            scene="street",
+            classes="brakes squeaking, car, children, large vehicle, people speaking, "
             "people walking",
         ),
-        scene="street",
-        folds=(1, 2, 3, 4),
-    ),
-}
-ALIASES = {
-    "tut2016_residential_area": "tut2016_residential",
-    "tut_sed_synthetic_2016": "tut2016_synthetic",
-    "tut2017_street": "tut2017",
+    )
 }
 
 
 def normalize_label(label: str) -> str:
-    """One spelling per class: lower case, no parentheses, '_' and whitespace runs -> one space."""
+    """One spelling per class: lower case, no parentheses, '_' and whitespace runs -> one space.
+
+    "(object) rustling" -> "object rustling", "alarms_and_sirens" -> "alarms and sirens".
+    """
     text = label.replace("(", " ").replace(")", " ").replace("_", " ")
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -247,331 +200,254 @@ def carve_validation(
     n_val = min(max(round(fraction * n), 1 if fraction > 0 else 0), max(n - 1, 0))
     if n_val == 0:
         return files, [], True
-    needed = set().union(*(labels_by_file.get(f, set()) for f in files))
+
+    def labels(names: Iterable[str]) -> set[str]:
+        return set().union(*(labels_by_file.get(f, set()) for f in names))
+
+    needed = labels(files)
     rng = random.Random(f"sed.data.prepare/{seed}/{fold}")
     first = None
     for _ in range(MAX_DRAWS):
         chosen = set(rng.sample(files, n_val))
         first = first or chosen
-        kept = set().union(*(labels_by_file.get(f, set()) for f in files if f not in chosen))
-        if kept >= needed:
+        if labels(f for f in files if f not in chosen) >= needed:
             break
     else:
         chosen = first
     train = [f for f in files if f not in chosen]
-    kept = set().union(*(labels_by_file.get(f, set()) for f in train))
-    return train, sorted(chosen), kept >= needed
+    return train, sorted(chosen), labels(train) >= needed
 
 
-# --------------------------------------------------------------------------- the source tree
+class _Tree:
+    """SRC as one tree of dataset-relative paths (audio/..., meta/..., evaluation_setup/...):
+    the files of extracted folders where present, else the members of the dataset's archives."""
 
-
-class _Source:
-    """SRC as one tree of dataset-relative paths (audio/..., meta/..., evaluation_setup/...),
-    read from extracted folders where present and from the archives' members otherwise."""
-
-    def __init__(self, spec: DatasetSpec, src: Path, exclude: Path):
-        self.spec, self.src, self.exclude = spec, src, exclude
-        self.entries: dict[str, tuple] = {}  # rel -> ("fs", Path) | ("zip", ZipFile, ZipInfo)
-        self.archives_found: dict[str, Path] = {}
+    def __init__(self, spec: DatasetSpec, src: Path, skip: Path):
+        self.src = src
+        self.files: dict[str, Path | tuple[zipfile.ZipFile, zipfile.ZipInfo]] = {}
+        self.roots = _extracted_roots(src, spec.storage, skip)
+        for root in self.roots:
+            for path in sorted(p for c in CONTENT_DIRS for p in (root / c).rglob("*")):
+                if path.is_file() and not path.name.startswith("."):
+                    self.files.setdefault(path.relative_to(root).as_posix(), path)
+        extracted = {rel.split("/")[0] for rel in self.files}
         self.archives_used: list[str] = []
-        self.roots: list[Path] = []
+        self.missing: list[str] = []  # archives absent, their content not extracted either
+        self._tmp = tempfile.TemporaryDirectory(prefix="sed-prepare-")
         self._zips: list[zipfile.ZipFile] = []
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self._scan_extracted()
-        self._scan_archives()
-
-    def close(self) -> None:
-        for archive in self._zips:
-            archive.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-    # -- scanning
-
-    def _excluded(self, path: Path) -> bool:
-        path = path.resolve()
-        return path == self.exclude or self.exclude in path.parents
-
-    def _scan_extracted(self) -> None:
-        """Find the extracted dataset root(s): the storage folder if present, else any folder
-        within two levels of SRC holding audio/, meta/ or evaluation_setup/."""
-        levels = [[self.src]]
-        for _ in range(2):
-            levels.append(
-                [
-                    d
-                    for parent in levels[-1]
-                    for d in sorted(parent.iterdir())
-                    if d.is_dir() and not d.name.startswith(".") and not self._excluded(d)
-                ]
-            )
-        candidates = [d for level in levels for d in level if not self._excluded(d)]
-        named = [d for d in candidates if d.name == self.spec.storage]
-        for root in named or candidates:
-            if (root / MARKER).exists() or (root / "prepared.json").exists():
-                continue  # an output of this tool, never a source
-            found = False
-            for content in CONTENT_DIRS:
-                folder = root / content
-                if not folder.is_dir():
-                    continue
-                found = True
-                for path in sorted(folder.rglob("*")):
-                    if path.is_file() and not path.name.startswith("."):
-                        rel = path.relative_to(root).as_posix()
-                        self.entries.setdefault(rel, ("fs", path))
-            if found:
-                self.roots.append(root)
-
-    def _scan_archives(self) -> None:
-        for archive in self.spec.archives:
-            if archive.content not in ("meta", "audio"):
+        for name in spec.archives:
+            found = sorted(src.rglob(name), key=lambda p: (len(p.parts), p))
+            if not found:
+                content = "evaluation_setup" if name.endswith(".meta.zip") else "audio"
+                self.missing += [] if content in extracted else [name]
                 continue
-            path = self._find_archive(archive.filename)
-            if path is None:
-                continue
-            self.archives_found[archive.filename] = path
             try:
-                handle = zipfile.ZipFile(path)
+                self._zips.append(zipfile.ZipFile(found[0]))
             except (zipfile.BadZipFile, OSError) as error:
                 raise PrepareError(
-                    f"{path} is not a readable zip archive ({error}); the download may be "
-                    f"incomplete: download {archive.filename} again from {self.spec.url}"
+                    f"{found[0]} is not a readable zip archive ({error}); the download may be "
+                    f"incomplete: download {name} again from {spec.url}"
                 ) from error
-            self._zips.append(handle)
             members = [
                 info
-                for info in handle.infolist()
+                for info in self._zips[-1].infolist()
                 if not info.is_dir()
                 and not info.filename.startswith("__MACOSX/")
                 and ".." not in PurePosixPath(info.filename).parts  # never leave the tree
             ]
-            prefix = _archive_prefix([info.filename for info in members])
-            added = False
-            for info in members:
-                rel = info.filename[len(prefix) :]
-                if rel not in self.entries:
-                    self.entries[rel] = ("zip", handle, info)
-                    added = True
-            if added:
-                self.archives_used.append(archive.filename)
+            # Strip the archive's own top folder (STORAGE/) unless members start with audio/ etc.
+            tops = {info.filename.partition("/")[0] for info in members}
+            top = tops.pop() if len(tops) == 1 else ""
+            strip = top not in ("", *CONTENT_DIRS) and all("/" in i.filename for i in members)
+            prefix = len(top) + 1 if strip else 0
+            new = {
+                info.filename[prefix:]: (self._zips[-1], info)
+                for info in members
+                if info.filename[prefix:] not in self.files
+            }
+            self.files.update(new)
+            self.archives_used += [name] if new else []
 
-    def _find_archive(self, filename: str) -> Path | None:
-        direct = self.src / filename
-        if direct.is_file():
-            return direct
-        for path in sorted(self.src.rglob(filename)):
-            if path.is_file() and not self._excluded(path):
-                return path
-        return None
-
-    # -- access
-
-    def has(self, rel: str) -> bool:
-        return rel in self.entries
-
-    def under(self, folder: str) -> list[str]:
-        prefix = folder.rstrip("/") + "/"
-        return sorted(rel for rel in self.entries if rel.startswith(prefix))
+    def close(self) -> None:
+        for archive in self._zips:
+            archive.close()
+        self._tmp.cleanup()
 
     def where(self, rel: str) -> str:
-        """Where rel was read from, for messages."""
-        entry = self.entries[rel]
-        if entry[0] == "fs":
-            return str(entry[1])
-        return f"{entry[1].filename}:{entry[2].filename}"
+        """Where rel is read from, for messages: a path, or ARCHIVE:MEMBER."""
+        entry = self.files[rel]
+        return str(entry) if isinstance(entry, Path) else f"{entry[0].filename}:{entry[1].filename}"
 
-    def read_text(self, rel: str) -> str:
-        entry = self.entries[rel]
-        data = entry[1].read_bytes() if entry[0] == "fs" else entry[1].read(entry[2])
-        for encoding in ("utf-8-sig", "latin-1"):
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError:
-                continue
-        raise AssertionError("latin-1 decodes any bytes")
-
-    def local_path(self, rel: str) -> Path:
+    def path(self, rel: str) -> Path:
         """A filesystem path holding rel (archive members are extracted to a scratch folder)."""
-        entry = self.entries[rel]
-        if entry[0] == "fs":
-            return entry[1]
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="sed-prepare-")
+        entry = self.files[rel]
+        if isinstance(entry, Path):
+            return entry
         target = Path(self._tmp.name, *PurePosixPath(rel).parts)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(entry[1].read(entry[2]))
+            self.copy(rel, target)
         return target
 
-    def size(self, rel: str) -> int:
-        entry = self.entries[rel]
-        return entry[1].stat().st_size if entry[0] == "fs" else entry[2].file_size
-
-    def materialize(self, rel: str, target: Path) -> None:
+    def copy(self, rel: str, target: Path) -> None:
         """Put rel's bytes at target: a hard link or copy of an extracted file, or the archive
         member streamed out. Skips a target that already has the right size."""
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == self.size(rel):
+        entry = self.files[rel]
+        size = entry.stat().st_size if isinstance(entry, Path) else entry[1].file_size
+        if target.is_file() and not target.is_symlink() and target.stat().st_size == size:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        entry = self.entries[rel]
-        if target.exists() or target.is_symlink():
-            target.unlink()  # never write through a stale hard link into SRC
-        if entry[0] == "fs":
+        target.unlink(missing_ok=True)  # never write through a stale hard link into SRC
+        if isinstance(entry, Path):
             try:
-                os.link(entry[1], target)
+                os.link(entry, target)
                 return
             except OSError:
-                pass
+                pass  # another file system: copy
         part = target.with_name(target.name + ".part")
         try:
-            if entry[0] == "fs":
-                shutil.copyfile(entry[1], part)
-            else:
-                with entry[1].open(entry[2]) as fin, open(part, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
+            with (
+                entry.open("rb") if isinstance(entry, Path) else entry[0].open(entry[1]) as fin,
+                open(part, "wb") as fout,
+            ):
+                shutil.copyfileobj(fin, fout, 1 << 20)
             os.replace(part, target)
         finally:
             part.unlink(missing_ok=True)
 
 
-def _archive_prefix(names: list[str]) -> str:
-    """The archive's own top folder ("TUT-sound-events-2017-development/"), stripped on reading;
-    empty when the members start directly with audio/, meta/ or evaluation_setup/."""
-    tops = {name.split("/", 1)[0] for name in names if "/" in name}
-    if len(tops) == 1 and all("/" in name for name in names):
-        top = tops.pop()
-        if top not in CONTENT_DIRS:
-            return top + "/"
-    return ""
+def _extracted_roots(src: Path, storage: str, skip: Path) -> list[Path]:
+    """Extracted dataset roots: folders within two levels of SRC holding audio/, meta/ or
+    evaluation_setup/ (only those named STORAGE if any is), never DEST or a prepared dataset."""
+    level, roots = [src], []
+    for depth in range(3):
+        level = [d for d in level if d.resolve() != skip and not (d / MARKER).exists()]
+        roots += [d for d in level if any((d / c).is_dir() for c in CONTENT_DIRS)]
+        if depth < 2:
+            level = [
+                d
+                for parent in level
+                for d in sorted(parent.iterdir())
+                if d.is_dir() and not d.name.startswith(".")
+            ]
+    return [d for d in roots if d.name == storage] or roots
 
 
-# --------------------------------------------------------------------------- reading the setup
-
-
-@dataclass
-class _ListRow:
-    path: str
-    line: int
-    event: tuple[float, float, str] | None
-
-
-def _parse_list(source: _Source, rel: str) -> list[_ListRow]:
-    """An evaluation_setup list: `file [scene] [onset offset label]` rows, tab-separated."""
-    rows = []
-    for number, line in enumerate(source.read_text(rel).splitlines(), 1):
-        if not line.strip():
-            continue
-        cols = [c.strip() for c in line.split("\t")] if "\t" in line else line.split()
-        path = cols[0].replace("\\", "/").removeprefix("./")
-        event = None
-        start = 2 if len(cols) >= 5 else 1 if len(cols) == 4 else None
-        if start is not None and cols[start + 2]:
-            try:
-                onset, offset = (float(c.replace(",", ".")) for c in cols[start : start + 2])
-            except ValueError as error:
-                raise PrepareError(
-                    f"{source.where(rel)}, line {number}: onset/offset "
-                    f"{cols[start : start + 2]} are not numbers"
-                ) from error
-            if not 0 <= onset < offset:
-                raise PrepareError(
-                    f"{source.where(rel)}, line {number}: need 0 <= onset < offset, "
-                    f"got {onset} and {offset}"
-                )
-            event = (onset, offset, cols[start + 2])
-        rows.append(_ListRow(path, number, event))
-    return rows
+def _holds(src: Path) -> str:
+    """What SRC holds, for messages about a missing file."""
+    found = sorted(p.name for p in src.iterdir())
+    return f"SRC holds: {', '.join(found[:12]) + (' ...' if len(found) > 12 else '') or 'nothing'}."
 
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-@dataclass
-class _Recording:
-    """One audio file of the dataset: where it is in SRC, and its (normalised) events."""
+class _Reader:
+    """Reads a dataset's recordings, events and per-fold splits out of the source tree."""
 
-    name: str  # the file name in the output (basename)
-    rel: str  # its path in the source tree
-    events: pd.DataFrame
-
-
-class _Builder:
-    """Collects recordings and per-fold splits, then writes DEST."""
-
-    def __init__(self, spec: DatasetSpec, source: _Source, allow_unknown_labels: bool):
-        self.spec, self.source = spec, source
-        self.allow_unknown = allow_unknown_labels
-        self.recordings: dict[str, _Recording] = {}
+    def __init__(self, spec: DatasetSpec, tree: _Tree):
+        self.spec, self.tree = spec, tree
+        self.sources: dict[str, str] = {}  # output file name -> its path in the tree
+        self.events: dict[str, pd.DataFrame] = {}  # output file name -> its normalised events
         self.label_map: dict[str, str] = {}
-        self.unknown: dict[str, list[str]] = {}  # label -> files
-        self.warnings: list[str] = []
-        self.notes: list[str] = list(spec.notes)
-
-    def archive_for(self, content: str) -> str:
-        names = [a.filename for a in self.spec.archives if a.content == content]
-        return names[0] if len(names) == 1 else "one of " + ", ".join(names)
+        self.unknown: dict[str, list[str]] = {}  # normalised label -> "file (annotation)"
+        self.notes, self.warnings = list(spec.notes), []
 
     def require(self, rel: str, why: str) -> None:
-        if self.source.has(rel):
+        """Raise unless rel is in SRC, naming it and the archive it comes in."""
+        if rel in self.tree.files:
             return
-        content = "audio" if rel.startswith("audio/") else "meta"
+        archives = self.spec.archives[1:] if rel.startswith("audio/") else self.spec.archives[:1]
         raise PrepareError(
-            f"{rel} ({why}) is missing from {self.source.src}; it is distributed in "
-            f"{self.archive_for(content)} as {self.spec.storage}/{rel}. "
-            f"{_found_summary(self.source)}"
+            f"{rel} ({why}) is missing from {self.tree.src}; it is distributed in "
+            f"{archives[0] if len(archives) == 1 else 'one of ' + ', '.join(archives)} as "
+            f"{self.spec.storage}/{rel}. {_holds(self.tree.src)}"
         )
 
-    def audio_rel(self, listed: str, list_rel: str, line: int) -> str:
-        """The source path of an audio file named in a list (as given, or under audio/[scene]/)."""
-        name = PurePosixPath(listed).name
-        folder = f"audio/{self.spec.scene}" if self.spec.scene else "audio"
-        for candidate in (listed, f"{folder}/{name}", f"audio/{name}"):
-            if self.source.has(candidate):
-                return candidate
-        self.require(f"{folder}/{name}", f"listed in {list_rel}, line {line}")
-        raise AssertionError("unreachable")
-
-    def add_recording(self, rel: str, ann_candidates: Sequence[str], list_events) -> None:
-        """Register an audio file with its events: from its annotation file when there is one,
-        else from the event rows of the lists that name it."""
-        name = PurePosixPath(rel).name
-        if name in self.recordings:
-            if self.recordings[name].rel != rel:
+    def splits(self) -> dict[int, dict[str, list[str]]]:
+        """Per fold, the sorted file names of each split (validation empty when not official)."""
+        lists = {
+            (fold, split): f"evaluation_setup/{template.format(fold=fold)}"
+            for fold in self.spec.folds
+            for split, template in self.spec.lists.items()
+        }
+        for (fold, split), rel in lists.items():
+            self.require(rel, f"fold {fold} {split} list")
+        named = {
+            key: _unique(self._add(rel, *row) for row in self._rows(rel))
+            for key, rel in lists.items()
+        }
+        every = _unique(name for names in named.values() for name in names)
+        splits = {}
+        for fold in self.spec.folds:
+            train, test = named[fold, "train"], named[fold, "test"]
+            validation = named.get((fold, "validation"), [])
+            overlap = sorted((set(train) | set(validation)) & set(test))
+            if overlap:
                 raise PrepareError(
-                    f"two different audio files are both named {name}: "
-                    f"{self.recordings[name].rel} and {rel}"
+                    f"fold {fold}: {overlap} are in both the test list {lists[fold, 'test']} "
+                    f"and the training list {lists[fold, 'train']}"
                 )
-            return
-        ann = next((a for a in ann_candidates if self.source.has(a)), None)
-        if ann is not None:
-            try:
-                events = read_ann(self.source.local_path(ann), filename=name)
-            except AnnotationError as error:  # name the file as it is in SRC, not the scratch copy
-                raise PrepareError(f"{self.source.where(ann)}: {error}") from error
-            events["filename"] = name
-            source_name = ann
-        else:
-            rows = [(name, on, off, label) for on, off, label in list_events]
-            events = pd.DataFrame(rows, columns=COLUMNS)
-            source_name = "the evaluation_setup lists"
-        raw = list(events["event_label"])
-        normalised = [normalize_label(label) for label in raw]
-        for label, norm in zip(raw, normalised, strict=True):
-            self.label_map.setdefault(label, norm)
-            if norm not in self.spec.classes:
-                self.unknown.setdefault(norm, [])
-                if f"{name} ({source_name})" not in self.unknown[norm]:
-                    self.unknown[norm].append(f"{name} ({source_name})")
-        events["event_label"] = normalised
-        events = events.sort_values(["onset", "offset"], kind="stable", ignore_index=True)
-        self.recordings[name] = _Recording(name, rel, events)
+            silent = [n for n in every if n not in train + validation + test]
+            if silent:
+                self.notes.append(
+                    f"fold {fold}: added {silent} to training (no target events, so absent from "
+                    "the training list, but part of the cross-validation setup)"
+                )
+            splits[fold] = {"train": sorted(set(every) - set(test) - set(validation))}
+            splits[fold] |= {"validation": sorted(validation), "test": sorted(test)}
+        return splits
 
-    def check_labels(self) -> list[str]:
+    def _rows(self, rel: str) -> list[tuple[str, int]]:
+        """(audio path, line number) of each row of an evaluation_setup list."""
+        data = self.tree.path(rel).read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        return [
+            ((line.split("\t")[0].strip() if "\t" in line else line.split()[0]), number)
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
+
+    def _add(self, list_rel: str, listed: str, line: int) -> str:
+        """Register the recording a list row names, with its events; its output file name."""
+        listed = listed.replace("\\", "/").removeprefix("./")
+        name = PurePosixPath(listed).name
+        rel = listed if listed in self.tree.files else f"{self.spec.audio}/{name}"
+        self.require(rel, f"listed in {list_rel}, line {line}")
+        if self.sources.setdefault(name, rel) != rel:
+            raise PrepareError(
+                f"two different audio files are both named {name}: {self.sources[name]} and {rel}"
+            )
+        if name not in self.events:
+            self.events[name] = self._read_events(name)
+        return name
+
+    def _read_events(self, name: str) -> pd.DataFrame:
+        stem = PurePosixPath(name).stem
+        annot = stem.replace("-mix-", "-annot-")
+        candidates = [t.format(stem=stem, annot=annot) for t in self.spec.annotations]
+        ann = next((c for c in candidates if c in self.tree.files), candidates[0])
+        self.require(ann, f"annotation of {name}")
+        path = self.tree.path(ann)
+        try:
+            events = read_ann(path, filename=name)
+        except AnnotationError as error:  # name the file as it is in SRC, not the scratch copy
+            raise PrepareError(str(error).replace(str(path), self.tree.where(ann))) from error
+        events["filename"] = name
+        for raw in events["event_label"]:
+            label = self.label_map.setdefault(raw, normalize_label(raw))
+            where = f"{name} ({ann})"
+            if label not in self.spec.classes and where not in self.unknown.get(label, []):
+                self.unknown.setdefault(label, []).append(where)
+        events["event_label"] = events["event_label"].map(self.label_map)
+        return events.sort_values(["onset", "offset"], kind="stable", ignore_index=True)
+
+    def classes(self, allow_unknown: bool) -> list[str]:
         """The output class list; raises on labels outside the documented classes unless allowed."""
-        if self.unknown and not self.allow_unknown:
+        if self.unknown and not allow_unknown:
             listing = "; ".join(
                 f"{label!r} in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
                 for label, files in sorted(self.unknown.items())
@@ -588,224 +464,31 @@ class _Builder:
             )
         return sorted(set(self.spec.classes) | set(self.unknown))
 
-    def labels_by_file(self) -> dict[str, set[str]]:
-        return {n: set(r.events["event_label"]) for n, r in self.recordings.items()}
-
-
-def _found_summary(source: _Source) -> str:
-    found = [p.name for p in sorted(source.src.iterdir())] if source.src.is_dir() else []
-    shown = ", ".join(found[:12]) + (" ..." if len(found) > 12 else "")
-    return f"SRC holds: {shown or 'nothing'}."
-
-
-def _check_archives(spec: DatasetSpec, source: _Source) -> None:
-    """Fail early, naming every missing archive whose content is not there extracted either."""
-    extracted = {
-        content: any(source.entries[rel][0] == "fs" for rel in source.under(folder))
-        for content, folder in (("meta", "evaluation_setup"), ("audio", "audio"))
-    }
-    missing = [
-        archive.filename
-        for archive in spec.archives
-        if archive.required
-        and archive.filename not in source.archives_found
-        and not extracted.get(archive.content, False)
-    ]
-    if missing:
-        expected = "\n  ".join(a.filename for a in spec.archives if a.required)
-        raise PrepareError(
-            f"{spec.name}: SRC {source.src} lacks {', '.join(missing)} (and no extracted "
-            f"{spec.storage}/ folder provides its content). Expected, as downloaded from "
-            f"{spec.url}, either these archives in SRC:\n  {expected}\nor their extracted "
-            f"contents ({spec.storage}/audio/, meta/, evaluation_setup/). "
-            f"{_found_summary(source)}"
-        )
-
-
-# --------------------------------------------------------------------------- the two layouts
-
-
-def _fold_splits(builder: _Builder) -> dict[int, dict[str, list[str]]]:
-    """TUT Sound Events 2016/2017: per fold, the official train and test recordings."""
-    spec, source = builder.spec, builder.source
-    scene = spec.scene
-    ann_dir = f"meta/{scene}"
-    if not any(rel.endswith(".ann") for rel in source.under(ann_dir)):
-        builder.require(f"{ann_dir}/", "the per-recording .ann annotations")
-    lists: dict[int, dict[str, list[_ListRow]]] = {}
-    for fold in spec.folds:
-        parts = {}
-        for part in ("train", "test", "evaluate"):
-            rel = f"evaluation_setup/{scene}_fold{fold}_{part}.txt"
-            if source.has(rel):
-                parts[part] = (rel, _parse_list(source, rel))
-        if "train" not in parts:
-            builder.require(
-                f"evaluation_setup/{scene}_fold{fold}_train.txt", f"fold {fold} training list"
-            )
-        if "test" not in parts and "evaluate" not in parts:
-            builder.require(
-                f"evaluation_setup/{scene}_fold{fold}_test.txt", f"fold {fold} test list"
-            )
-        lists[fold] = parts
-
-    # Every recording any list names, with the events the lists give it (for files without .ann).
-    list_events: dict[str, list] = {}
-    list_counts: dict[str, int] = {}
-    rel_of: dict[tuple[str, int, str], str] = {}
-    for parts in lists.values():
-        for part, (list_rel, rows) in parts.items():
-            seen = {}
-            for row in rows:
-                rel = builder.audio_rel(row.path, list_rel, row.line)
-                rel_of[(list_rel, row.line, row.path)] = rel
-                if row.event is not None:
-                    seen.setdefault(rel, []).append(row.event)
-            for rel, events in seen.items():
-                list_events.setdefault(rel, events)
-                if part == "train" or part == "evaluate":
-                    list_counts.setdefault(rel, len(events))
-
-    all_rels = _unique(rel_of.values())
-    for rel in all_rels:
-        stem = PurePosixPath(rel).stem
-        builder.add_recording(rel, [f"{ann_dir}/{stem}.ann"], list_events.get(rel, []))
-        n = len(builder.recordings[PurePosixPath(rel).name].events)
-        if rel in list_counts and list_counts[rel] != n:
-            builder.warnings.append(
-                f"{PurePosixPath(rel).name}: {n} events in its .ann but {list_counts[rel]} "
-                "in the evaluation_setup lists; the .ann events are used"
-            )
-
-    def names(list_rel: str, rows: list[_ListRow]) -> list[str]:
-        return _unique(PurePosixPath(rel_of[(list_rel, r.line, r.path)]).name for r in rows)
-
-    all_names = [PurePosixPath(rel).name for rel in all_rels]
-    splits: dict[int, dict[str, list[str]]] = {}
-    test_count: dict[str, int] = dict.fromkeys(all_names, 0)
-    for fold, parts in lists.items():
-        train = names(*parts["train"])
-        test = names(*parts["test"]) if "test" in parts else []
-        if "evaluate" in parts:
-            evaluate = names(*parts["evaluate"])
-            extra = [n for n in evaluate if n not in test]
-            if extra and "test" in parts:
-                builder.warnings.append(
-                    f"fold {fold}: {extra} are in the evaluate list but not the test list; "
-                    "tested too"
+    def validation(self, splits: dict, fraction: float, seed: int) -> dict:
+        """Carve each fold's validation set unless official; how it was chosen, for prepared.json."""
+        if "validation" in self.spec.lists:
+            sizes = tuple(len(files) for files in splits[1].values())
+            if self.spec.split_sizes and sizes != self.spec.split_sizes:
+                self.warnings.append(
+                    f"split sizes train/validation/test = {sizes}; the published split is "
+                    + "/".join(map(str, self.spec.split_sizes))
                 )
-            test += extra
-        overlap = sorted(set(train) & set(test))
-        if overlap:
-            raise PrepareError(
-                f"fold {fold}: {overlap} are in both the training and the test list of "
-                f"evaluation_setup/{scene}_fold{fold}_*.txt"
-            )
-        silent = [n for n in all_names if n not in train and n not in test]
-        if silent:
-            builder.notes.append(
-                f"fold {fold}: added {silent} to training (no target events, so absent from "
-                "the training list, but part of the cross-validation setup)"
-            )
-        for n in test:
-            test_count[n] += 1
-        splits[fold] = {"train": sorted(train + silent), "test": sorted(test)}
-    uneven = {n: c for n, c in test_count.items() if c != 1}
-    if uneven:
-        builder.warnings.append(
-            f"recordings not tested exactly once across the folds: {uneven} (fold lists "
-            "normally test each recording once)"
-        )
-    return splits
-
-
-def _synthetic_splits(builder: _Builder) -> dict[int, dict[str, list[str]]]:
-    """TUT-SED Synthetic 2016: the official train / validation / test mixtures, as fold 1."""
-    source = builder.source
-
-    def first(*names: str) -> str | None:
-        return next(
-            (f"evaluation_setup/{n}" for n in names if source.has(f"evaluation_setup/{n}")), None
-        )
-
-    train_rel = first("train+validate.txt", "train.txt")
-    validate_rel = first("validate.txt", "validation.txt")
-    test_rel = first("test.txt", "evaluate.txt")
-    for rel, what in (
-        (train_rel, "evaluation_setup/train+validate.txt"),
-        (validate_rel, "evaluation_setup/validate.txt"),
-        (test_rel, "evaluation_setup/test.txt"),
-    ):
-        if rel is None:
-            builder.require(what, "the official split")
-    parsed = {
-        part: (rel, _parse_list(source, rel))
-        for part, rel in (("train", train_rel), ("validation", validate_rel), ("test", test_rel))
-    }
-    names: dict[str, list[str]] = {}
-    for part, (list_rel, rows) in parsed.items():
-        found = []
-        events_by_rel: dict[str, list] = {}
-        for row in rows:
-            rel = builder.audio_rel(row.path, list_rel, row.line)
-            found.append(rel)
-            if row.event is not None:
-                events_by_rel.setdefault(rel, []).append(row.event)
-        for rel in _unique(found):
-            stem = PurePosixPath(rel).stem
-            candidates = [f"meta/{stem.replace('-mix-', '-annot-')}.txt", f"meta/{stem}.txt"]
-            candidates.append(f"meta/{stem}.ann")
-            if not any(source.has(c) for c in candidates) and rel not in events_by_rel:
-                builder.require(candidates[0], f"annotation of {PurePosixPath(rel).name}")
-            builder.add_recording(rel, candidates, events_by_rel.get(rel, []))
-        names[part] = _unique(PurePosixPath(rel).name for rel in found)
-    validation = sorted(names["validation"])
-    train = sorted(set(names["train"]) - set(validation))
-    test = sorted(names["test"])
-    overlap = sorted((set(train) | set(validation)) & set(test))
-    if overlap:
-        raise PrepareError(f"{overlap} are in both {test_rel} and {train_rel}/{validate_rel}")
-    counts = (len(train), len(validation), len(test))
-    if counts != (60, 20, 20):
-        builder.warnings.append(
-            f"split sizes train/validation/test = {counts}; the published split is 60/20/20"
-        )
-    return {1: {"train": train, "validation": validation, "test": test}}
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _link(target: Path, link: Path, mode: str) -> str:
-    """Make link point at target (relative symlink, else hard link, else copy); the mode used."""
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    modes = LINK_MODES[LINK_MODES.index(mode) :]
-    for current in modes:
-        try:
-            if current == "symlink":
-                os.symlink(os.path.relpath(target, link.parent), link)
-            elif current == "hardlink":
-                os.link(target, link)
-            else:
-                shutil.copy2(target, link)
-            return current
-        except OSError:
-            if current == modes[-1]:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _write_durations(path: Path, durations: dict[str, float]) -> None:
-    frame = pd.DataFrame(sorted(durations.items()), columns=["filename", "duration"])
-    frame["duration"] = frame["duration"].map(lambda d: f"{d:.6f}".rstrip("0").rstrip("."))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_csv(tmp, sep="\t", index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            official = f"evaluation_setup/{self.spec.lists['validation']}"
+            return {"method": f"official ({official})", "fraction": None}
+        labels = {name: set(events["event_label"]) for name, events in self.events.items()}
+        for fold, parts in splits.items():
+            train, validation, kept = carve_validation(parts["train"], labels, fraction, seed, fold)
+            if not kept:
+                self.warnings.append(
+                    f"fold {fold}: no validation draw keeps every training class in training"
+                )
+            parts["train"], parts["validation"] = train, validation
+        return {
+            "method": "seeded draw of whole recordings from each fold's official training list, "
+            "keeping every training class in training (sed.data.prepare.carve_validation)",
+            "fraction": fraction,
+            "seed": seed,
+        }
 
 
 def _check_dest(dest: Path, spec: DatasetSpec, src: Path) -> None:
@@ -823,8 +506,7 @@ def _check_dest(dest: Path, spec: DatasetSpec, src: Path) -> None:
                 f"DEST {dest} holds a prepared {owner!r} dataset, not {spec.name!r}; "
                 "choose another DEST"
             )
-        return
-    if any(dest.iterdir()):
+    elif any(dest.iterdir()):
         raise PrepareError(
             f"DEST {dest} is not empty and was not written by sed.data.prepare; "
             "choose an empty or new folder"
@@ -842,10 +524,9 @@ def prepare(
     progress: bool = True,
 ) -> dict:
     """Convert dataset NAME from SRC (archives or extracted) into DEST; returns prepared.json."""
-    key = ALIASES.get(name, name)
-    if key not in DATASETS:
+    if name not in DATASETS:
         raise PrepareError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    spec = DATASETS[key]
+    spec = DATASETS[name]
     if not 0.0 <= validation_fraction < 1.0:
         raise PrepareError(f"--validation-fraction must be in [0, 1), got {validation_fraction}")
     if link not in LINK_MODES:
@@ -854,32 +535,40 @@ def prepare(
     if not src.is_dir():
         raise PrepareError(
             f"SRC {src} is not a folder; give the folder holding the downloaded archives "
-            f"({', '.join(a.filename for a in spec.archives if a.required)}) or their "
-            "extracted contents"
+            f"({', '.join(spec.archives)}) or their extracted contents"
         )
     _check_dest(dest, spec, src)
-
-    source = _Source(spec, src, dest.resolve())
+    tree = _Tree(spec, src, dest.resolve())
     try:
-        _check_archives(spec, source)
-        builder = _Builder(spec, source, allow_unknown_labels)
-        splits = _fold_splits(builder) if spec.fold_based else _synthetic_splits(builder)
-        classes = builder.check_labels()
-        validation = _add_validation(builder, splits, validation_fraction, seed)
+        if tree.missing:
+            expected = "\n  ".join(spec.archives)
+            raise PrepareError(
+                f"{spec.name}: SRC {src} lacks {', '.join(tree.missing)} (and no extracted "
+                f"{spec.storage}/ folder provides its content). Expected, as downloaded from "
+                f"{spec.url}, either these archives in SRC:\n  {expected}\nor their extracted "
+                f"contents ({spec.storage}/audio/, meta/, evaluation_setup/). " + _holds(src)
+            )
+        reader = _Reader(spec, tree)
+        splits = reader.splits()
+        classes = reader.classes(allow_unknown_labels)
+        validation = reader.validation(splits, validation_fraction, seed)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MARKER).write_text(spec.name + "\n", encoding="utf-8")
-        audio_info = _write_audio(builder, dest, progress)
-        link_modes = _write_folds(builder, splits, dest, link, audio_info["durations"], progress)
+        audio = _write_audio(reader, dest, progress)
     finally:
-        source.close()
+        tree.close()
+    links = _write_folds(reader, splits, dest, link, audio["durations"])
 
-    folds_info = {
-        str(fold): {
-            split: _split_counts(builder, files, audio_info["durations"])
-            for split, files in parts.items()
+    def counts(files: list[str]) -> dict:
+        events = [len(reader.events[n]) for n in files]
+        return {
+            "files": len(files),
+            "events": sum(events),
+            "files_without_events": events.count(0),
+            "seconds": round(sum(audio["durations"][n] for n in files), 3),
+            "filenames": files,
         }
-        for fold, parts in splits.items()
-    }
+
     info = {
         "format_version": FORMAT_VERSION,
         "dataset": spec.name,
@@ -888,78 +577,57 @@ def prepare(
         "scene": spec.scene,
         "source": {
             "path": str(src.resolve()),
-            "archives": source.archives_used,
-            "extracted_roots": [str(r.resolve()) for r in source.roots],
+            "archives": tree.archives_used,
+            "extracted_roots": [str(r.resolve()) for r in tree.roots],
         },
         "classes": classes,
         "label_normalisation": "lower case; '(' and ')' dropped; '_' and whitespace runs -> "
         "one space (sed.data.prepare.normalize_label)",
-        "label_map": dict(sorted(builder.label_map.items())),
+        "label_map": dict(sorted(reader.label_map.items())),
         "sample_rate": spec.sample_rate,
-        "audio": {k: v for k, v in audio_info.items() if k != "durations"},
+        "audio": {k: v for k, v in audio.items() if k != "durations"},
         "layout": "DEST/fold{k}/audio/{train,validation,test}/ link into DEST/audio_all/; "
         "DEST/fold{k}/metadata/{split}.tsv and {split}_durations.tsv",
-        "link_mode": sorted(link_modes) if len(link_modes) > 1 else next(iter(link_modes), link),
-        "folds": folds_info,
+        "link_mode": sorted(links) if len(links) > 1 else next(iter(links), link),
+        "folds": {
+            str(fold): {split: counts(files) for split, files in parts.items()}
+            for fold, parts in splits.items()
+        },
         "validation": validation,
-        "notes": builder.notes,
-        "warnings": builder.warnings,
+        "notes": reader.notes,
+        "warnings": reader.warnings,
     }
-    _write_json(dest / "prepared.json", info)
+    (dest / "prepared.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
 
-def _add_validation(
-    builder: _Builder, splits: dict[int, dict[str, list[str]]], fraction: float, seed: int
-) -> dict:
-    if not builder.spec.fold_based:
-        return {"method": "official (evaluation_setup/validate.txt)", "fraction": None}
-    labels = builder.labels_by_file()
-    for fold, parts in splits.items():
-        train, validation, kept = carve_validation(parts["train"], labels, fraction, seed, fold)
-        if not kept:
-            builder.warnings.append(
-                f"fold {fold}: no validation draw keeps every training class in training"
-            )
-        parts["train"], parts["validation"] = train, validation
-        splits[fold] = {split: parts[split] for split in SPLITS}
-    return {
-        "method": "seeded draw of whole recordings from each fold's official training list, "
-        "keeping every training class in training (sed.data.prepare.carve_validation)",
-        "fraction": fraction,
-        "seed": seed,
-    }
-
-
-def _write_audio(builder: _Builder, dest: Path, progress: bool) -> dict:
+def _write_audio(reader: _Reader, dest: Path, progress: bool) -> dict:
     """Copy (or hard-link) each recording once into DEST/audio_all and read its header."""
     audio_dir = dest / "audio_all"
     audio_dir.mkdir(parents=True, exist_ok=True)
     durations, rates, channels = {}, set(), set()
-    recordings = sorted(builder.recordings.values(), key=lambda r: r.name)
-    for recording in tqdm(recordings, desc="audio", unit="file", disable=not progress):
-        target = audio_dir / recording.name
-        builder.source.materialize(recording.rel, target)
-        durations[recording.name] = audio_duration(target)
+    for name in tqdm(sorted(reader.sources), desc="audio", unit="file", disable=not progress):
+        target = audio_dir / name
+        reader.tree.copy(reader.sources[name], target)
+        durations[name] = audio_duration(target)
         header = soundfile.info(str(target))
         rates.add(header.samplerate)
         channels.add(header.channels)
-        late = recording.events[recording.events["offset"] > durations[recording.name] + 0.5]
-        if len(late):
-            builder.warnings.append(
-                f"{recording.name}: {len(late)} event(s) end after the audio "
-                f"({durations[recording.name]:.2f} s)"
+        late = (reader.events[name]["offset"] > durations[name] + 0.5).sum()
+        if late:
+            reader.warnings.append(
+                f"{name}: {late} event(s) end after the audio ({durations[name]:.2f} s)"
             )
-    if rates != {builder.spec.sample_rate}:
-        builder.warnings.append(
-            f"sample rates {sorted(rates)} differ from the documented {builder.spec.sample_rate}"
+    if rates != {reader.spec.sample_rate}:
+        reader.warnings.append(
+            f"sample rates {sorted(rates)} differ from the documented {reader.spec.sample_rate}"
         )
-    stale = sorted(p.name for p in audio_dir.iterdir() if p.name not in builder.recordings)
-    for name in stale:
-        (audio_dir / name).unlink()
+    for path in audio_dir.iterdir():
+        if path.name not in reader.sources:
+            path.unlink()  # stale, from an earlier run
     return {
         "folder": "audio_all",
-        "files": len(recordings),
+        "files": len(durations),
         "sample_rates": sorted(rates),
         "channels": sorted(channels),
         "total_seconds": round(sum(durations.values()), 3),
@@ -968,59 +636,44 @@ def _write_audio(builder: _Builder, dest: Path, progress: bool) -> dict:
 
 
 def _write_folds(
-    builder: _Builder,
-    splits: dict[int, dict[str, list[str]]],
-    dest: Path,
-    link: str,
-    durations: dict[str, float],
-    progress: bool,
+    reader: _Reader, splits: dict, dest: Path, link: str, durations: dict[str, float]
 ) -> set[str]:
-    used = set()
+    """Write DEST/fold{k}/audio/{split}/ links and metadata TSVs; the link modes used."""
     for stale in dest.glob("fold*"):
         if stale.is_dir() and re.fullmatch(r"fold\d+", stale.name):
             shutil.rmtree(stale)
-    total = sum(len(files) for parts in splits.values() for files in parts.values())
-    bar = tqdm(total=total, desc="folds", unit="link", disable=not progress)
+    used = set()
     for fold, parts in splits.items():
         root = dest / f"fold{fold}"
         for split, files in parts.items():
-            audio_dir = root / "audio" / split
-            audio_dir.mkdir(parents=True, exist_ok=True)
+            (root / "audio" / split).mkdir(parents=True, exist_ok=True)
             for name in files:
-                used.add(_link(dest / "audio_all" / name, audio_dir / name, link))
-                bar.update()
-            tables = [
-                builder.recordings[n].events for n in files if len(builder.recordings[n].events)
-            ]
+                used.add(_link(dest / "audio_all" / name, root / "audio" / split / name, link))
+            tables = [reader.events[n] for n in files if len(reader.events[n])]
             events = (
                 pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
             )
-            write_tsv(events[COLUMNS], root / "metadata" / f"{split}.tsv", filenames=files)
-            _write_durations(
-                root / "metadata" / f"{split}_durations.tsv", {n: durations[n] for n in files}
+            write_tsv(events, root / "metadata" / f"{split}.tsv", filenames=files)
+            rows = [f"{n}\t{f'{durations[n]:.6f}'.rstrip('0').rstrip('.')}\n" for n in files]
+            (root / "metadata" / f"{split}_durations.tsv").write_text(
+                "filename\tduration\n" + "".join(rows), encoding="utf-8"
             )
-    bar.close()
     return used
 
 
-def _split_counts(builder: _Builder, files: list[str], durations: dict[str, float]) -> dict:
-    events = [len(builder.recordings[n].events) for n in files]
-    return {
-        "files": len(files),
-        "events": sum(events),
-        "files_without_events": sum(1 for e in events if e == 0),
-        "seconds": round(sum(durations[n] for n in files), 3),
-        "filenames": files,
-    }
-
-
-def _write_json(path: Path, info: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _link(target: Path, link: Path, mode: str) -> str:
+    """Make link point at target (relative symlink, else hard link, else copy); the mode used."""
+    for current in LINK_MODES[LINK_MODES.index(mode) : -1]:
+        try:
+            if current == "symlink":
+                os.symlink(os.path.relpath(target, link.parent), link)
+            else:
+                os.link(target, link)
+            return current
+        except OSError:
+            pass
+    shutil.copy2(target, link)
+    return "copy"
 
 
 def summary_table(info: dict) -> str:
@@ -1043,24 +696,20 @@ def summary_table(info: dict) -> str:
     return "\n".join(lines)
 
 
-def _epilog() -> str:
-    lines = ["datasets and the archives SRC should hold (or their extracted contents):"]
-    for spec in DATASETS.values():
-        archives = ", ".join(a.filename for a in spec.archives if a.required)
-        lines.append(f"  {spec.name}: {spec.title}\n      {spec.url}\n      {archives}")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: prepare, print the summary table; user errors exit 2 with one message."""
     parser = argparse.ArgumentParser(
         prog="python -m sed.data.prepare",
         description="Convert downloaded TUT sound event datasets into the sed dataset folder "
         "format (DEST/fold{k}/audio/{train,validation,test}, DEST/fold{k}/metadata/*.tsv).",
-        epilog=_epilog(),
+        epilog="datasets and the archives SRC should hold (or their extracted contents):\n"
+        + "\n".join(
+            f"  {s.name}: {s.title}\n      {s.url}\n      {', '.join(s.archives)}"
+            for s in DATASETS.values()
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", metavar="NAME", choices=sorted([*DATASETS, *ALIASES]))
+    parser.add_argument("name", metavar="NAME", choices=sorted(DATASETS))
     parser.add_argument("src", metavar="SRC", help="folder with the downloaded archives")
     parser.add_argument("dest", metavar="DEST", help="output folder")
     parser.add_argument(
