@@ -7,7 +7,6 @@ With no overrides it reproduces the run's metrics.json: the same evaluation path
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -126,7 +125,7 @@ def threshold_sweep(
                 probs[split],
                 classes,
                 hop_seconds,
-                dataclasses.replace(pp, threshold=float(threshold)),
+                pp.with_overrides({"threshold": float(threshold)}),
                 psds=False,
                 classwise=False,
             )

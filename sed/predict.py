@@ -21,6 +21,8 @@ from sed.postprocess import probs_to_events
 
 log = logging.getLogger(__name__)
 
+FILES_PER_GROUP = 256
+
 
 def audio_files(path: str | Path) -> tuple[Path, list[str]]:
     """(base folder, file names relative to it) for one audio file or a folder searched recursively."""
@@ -55,11 +57,16 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     )
     base, names = audio_files(cfg.input)
     sample_rate = trained.logmel.params["sample_rate"]
-    features = [
-        trained.features(load_audio(base / name, sample_rate))
-        for name in tqdm(names, desc="features", unit="file")
-    ]
-    probs = trained.predict(features, names, progress=True)
+    probs: dict[str, np.ndarray] = {}
+    with tqdm(total=len(names), desc="predict", unit="file") as bar:
+        # A group of files at a time bounds the features held in memory.
+        for start in range(0, len(names), FILES_PER_GROUP):
+            group = names[start : start + FILES_PER_GROUP]
+            features = []
+            for name in group:
+                features.append(trained.features(load_audio(base / name, sample_rate)))
+                bar.update()
+            probs.update(trained.predict(features, group))
     events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp)
     output = Path(cfg.output)
     write_tsv(events, output, filenames=names)
