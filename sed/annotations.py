@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sed.io import write_text
+
 __all__ = [
     "COLUMNS",
     "DURATION_COLUMNS",
@@ -75,7 +77,7 @@ def write_tsv(events: pd.DataFrame, path: StrPath, filenames: Sequence[str] | No
     rows += [(name, "", "", "") for name in dict.fromkeys(filenames or []) if name not in listed]
     rows.sort(key=lambda row: row[0])  # stable: keeps each file's events in onset order
     lines = ["\t".join(COLUMNS)] + ["\t".join(map(str, row)) for row in rows]
-    _write_atomic(Path(path), "\n".join(lines) + "\n")
+    write_text("\n".join(lines) + "\n", path)
 
 
 def read_ann(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from sed.io import atomic_write
 
 
 class CheckpointError(ValueError):
@@ -17,22 +18,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` with torch.save to a temporary file, then rename, so a crash never
-    leaves a half-written checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes private files; checkpoints are shared artefacts
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save `state` atomically (sed.io), so a crash never leaves half a checkpoint."""
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -1,23 +1,29 @@
 """`python -m sed.evaluate run_dir=DIR [overrides]`: re-evaluate a finished run from its
-checkpoint without training, optionally with other post-processing or a threshold sweep."""
+checkpoint without training, optionally with other post-processing or a threshold sweep.
+
+With no overrides it reproduces the run's metrics.json: the same evaluation path
+(`sed.outputs.evaluate_model`), batch size and autocast as the run's final evaluation.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sed.data.datasets import FileDataset, collate
-from sed.data.loading import load_corpus
-from sed.inference import load_trained, predict_batches, resolve_device
-from sed.outputs import HEADLINE, evaluate_split, write_json, write_split_results
+from sed.data.folder import EVAL_SPLITS, SPLITS
+from sed.data.loading import SplitFeatures, load_corpus
+from sed.inference import load_trained, resolve_device
+from sed.io import write_csv, write_json
+from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
+from sed.postprocess import PostProcessing
 
 log = logging.getLogger(__name__)
 
@@ -37,72 +43,96 @@ def run_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate the checkpoint on the requested splits; returns the flat metrics."""
+def requested_splits(splits: Any) -> tuple[str, ...]:
+    """The `splits` setting: null -> EVAL_SPLITS; otherwise known split names only."""
+    if splits is None:
+        return EVAL_SPLITS
+    names = tuple(str(s) for s in splits)
+    unknown = [s for s in names if s not in SPLITS]
+    if unknown or not names:
+        raise ValueError(f"splits={list(names)}: unknown or no split(s); choose from {SPLITS}")
+    return names
+
+
+def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate the checkpoint on the requested splits, writing results to `out_dir` (default:
+    Hydra's output dir); returns the flat metrics."""
     run_dir = Path(cfg.run_dir)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    device = resolve_device(cfg.device)
-    trained = load_trained(checkpoint_path(run_dir, cfg.checkpoint), device)
+    out_dir = Path(out_dir or HydraConfig.get().runtime.output_dir)
+    splits = requested_splits(cfg.splits)
+    trained = load_trained(
+        checkpoint_path(run_dir, cfg.checkpoint),
+        resolve_device(cfg.device),
+        batch_size=cfg.batch_size,
+        amp=cfg.amp,
+    )
     # The checkpoint holds the resolved training config; .hydra/config.yaml is the fallback.
     train_cfg = (
         OmegaConf.create(trained.config_yaml) if trained.config_yaml else run_config(run_dir)
     )
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.postprocess).items() if v is not None}
-    if "median_seconds" in overrides:
-        overrides["median_frames"] = None
-    pp = dataclasses.replace(trained.postprocessing, **overrides)
-    classes, splits, _ = load_corpus(
+    pp = trained.postprocessing.with_overrides(
+        OmegaConf.to_container(cfg.postprocess, resolve=True)
+    )
+    classes, data, _ = load_corpus(
         train_cfg.data.root,
         trained.logmel,
         Path(train_cfg.paths.cache_dir) / "features",
         classes=trained.classes,
-        splits=tuple(cfg.splits),
-        device=str(device),
+        splits=splits,
+        device=str(trained.device),
         normalizer=trained.normalizer,
     )
     metrics: dict[str, Any] = {"checkpoint_epoch": trained.epoch}
-    sweep_rows = []
-    for split, data in splits.items():
-        loader = torch.utils.data.DataLoader(
-            FileDataset(data.features, data.targets, data.filenames),
-            batch_size=int(cfg.batch_size),
-            collate_fn=collate,
-        )
-        probs, loss = predict_batches(trained.model, loader, device, progress=True, desc=split)
-        metrics[f"{split}/loss"] = loss
-        metrics.update(
-            write_split_results(out_dir, split, data, probs, classes, trained.hop_seconds, pp)
-        )
-        if cfg.sweep_thresholds:
-            for threshold in cfg.thresholds:
-                m, _ = evaluate_split(
-                    data,
-                    probs,
-                    classes,
-                    trained.hop_seconds,
-                    dataclasses.replace(pp, threshold=float(threshold)),
-                    psds=False,
-                    classwise=False,
-                )
-                sweep_rows.append(
-                    {
-                        "split": split,
-                        "threshold": float(threshold),
-                        **{k: m[k] for k in HEADLINE},
-                    }
-                )
+    evaluated, probs = evaluate_model(
+        trained.model,
+        data,
+        out_dir,
+        classes,
+        trained.hop_seconds,
+        pp,
+        trained.device,
+        batch_size=trained.batch_size,
+        amp=trained.amp,
+        progress=True,
+    )
+    metrics.update(evaluated)
     write_json(metrics, out_dir / "metrics.json")
     write_json(pp.to_dict(), out_dir / "postprocess.json")
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
-    headline = (*HEADLINE, "psds1", "psds2")
-    for key in sorted(k for k in metrics if k.count("/") == 1 and k.split("/")[1] in headline):
-        print(f"  {key:24s} {metrics[key]:.4f}")
-    if sweep_rows:
-        table = pd.DataFrame(sweep_rows)
-        table.to_csv(out_dir / "thresholds.csv", index=False, float_format="%.6f")
+    print("  " + "\n  ".join(summary_lines(metrics, splits)))
+    if cfg.sweep_thresholds:
+        table = threshold_sweep(data, probs, classes, trained.hop_seconds, pp, cfg.thresholds)
+        write_csv(table, out_dir / "thresholds.csv", index=False, float_format="%.6f")
         print("\nF1 / ER against threshold:\n" + table.to_string(index=False, float_format="%.3f"))
     print(f"\nresults written to {out_dir}")
     return metrics
+
+
+def threshold_sweep(
+    data: Mapping[str, SplitFeatures],
+    probs: Mapping[str, Mapping[str, np.ndarray]],
+    classes: list[str],
+    hop_seconds: float,
+    pp: PostProcessing,
+    thresholds: Sequence[float],
+) -> pd.DataFrame:
+    """HEADLINE metrics of every split at each threshold (other post-processing unchanged)."""
+    rows = []
+    for split, split_data in data.items():
+        for threshold in thresholds:
+            m, _ = evaluate_split(
+                split_data,
+                probs[split],
+                classes,
+                hop_seconds,
+                pp.with_overrides({"threshold": float(threshold)}),
+                psds=False,
+                classwise=False,
+            )
+            rows.append(
+                {"split": split, "threshold": float(threshold)} | {k: m[k] for k in HEADLINE}
+            )
+    return pd.DataFrame(rows)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sed.checkpoints import build_model, load_checkpoint, require
+from sed.data.datasets import FileDataset, collate
 from sed.features import LogMel, Normalizer
 from sed.postprocess import PostProcessing
 
@@ -32,6 +35,35 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     return (bce.mean(-1) * mask).sum() / mask.sum().clamp_min(1)
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of at most `batch_size` files of one length each (lengths
+    ascending, ties in the given order), so that evaluation never pads a file."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    buckets: dict[int, list[int]] = {}
+    for index, length in sorted(enumerate(lengths), key=lambda item: item[1]):
+        buckets.setdefault(int(length), []).append(index)
+    return [
+        bucket[start : start + batch_size]
+        for bucket in buckets.values()
+        for start in range(0, len(bucket), batch_size)
+    ]
+
+
+def file_loader(
+    dataset: FileDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    """Whole-file evaluation batches without padding (see `length_batches`)."""
+    lengths = [len(x) for x in dataset.features]
+    return DataLoader(
+        dataset,
+        batch_sampler=length_batches(lengths, batch_size),
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+
+
 @torch.no_grad()
 def predict_batches(
     model: nn.Module,
@@ -43,36 +75,65 @@ def predict_batches(
 ) -> tuple[dict[str, np.ndarray], float]:
     """Run `model` free running (p_tf = 0) in eval mode over collated batches.
 
-    Returns ({filename: probabilities [T, C] trimmed to the file's true length}, mean masked BCE
-    loss against the batch targets, or nan when the batches carry no targets).
+    A batch holding files of different lengths is run as one sub-batch per length, because
+    padding would change the last frames of the shorter files (it is non-zero after the first
+    conv); `file_loader` makes batches that need no splitting. `amp` is bf16 autocast, on CUDA
+    only. Returns ({filename: probabilities [T, C]}, mean masked BCE against the batch targets,
+    or nan when the batches carry no targets).
     """
     model.eval()
     probs: dict[str, np.ndarray] = {}
     loss_sum, count = 0.0, 0
     for batch in tqdm(batches, desc=desc, leave=False, disable=not progress):
-        features = batch["features"].to(device, non_blocking=True)
-        mask = batch["mask"].to(device, non_blocking=True)
-        with torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
-        ):
-            logits = model(features)
-        logits = logits.float()
-        targets = batch.get("targets")
-        if targets is not None and targets.shape[-1] == logits.shape[-1]:
-            targets = targets.to(device, non_blocking=True)
-            frames = int(mask.sum())
-            loss_sum += float(masked_bce(logits, targets, mask)) * frames
-            count += frames
-        p = torch.sigmoid(logits).cpu().numpy()
-        lengths = batch["mask"].sum(1).tolist()
-        for name, item, length in zip(batch["filenames"], p, lengths, strict=True):
-            probs[name] = item[: int(length)]
+        lengths = batch["mask"].sum(1)
+        for length in lengths.unique().tolist():
+            rows = (lengths == length).nonzero()[:, 0]
+            features = batch["features"][rows, :length].to(device, non_blocking=True)
+            with torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
+            ):
+                logits = model(features)
+            logits = logits.float()
+            targets = batch.get("targets")
+            if targets is not None and targets.shape[-1] == logits.shape[-1]:
+                targets = targets[rows, :length].to(device, non_blocking=True)
+                mask = batch["mask"][rows, :length].to(device, non_blocking=True)
+                frames = int(mask.sum())
+                loss_sum += float(masked_bce(logits, targets, mask)) * frames
+                count += frames
+            for row, item in zip(rows.tolist(), torch.sigmoid(logits).cpu().numpy(), strict=True):
+                probs[batch["filenames"][row]] = item
     return probs, (loss_sum / count if count else float("nan"))
+
+
+def predict_files(
+    model: nn.Module,
+    features: Sequence[np.ndarray],
+    filenames: Sequence[str],
+    device: torch.device,
+    *,
+    batch_size: int,
+    amp: bool,
+    targets: Sequence[np.ndarray] | None = None,
+    progress: bool = False,
+    desc: str = "predict",
+) -> tuple[dict[str, np.ndarray], float]:
+    """Free-running probabilities {filename: [T, C]} of whole files (in the given order) and the
+    mean loss against `targets` (nan without): the one inference path of train, evaluate and
+    predict. A file's probabilities do not depend on the files batched with it."""
+    dataset = FileDataset(features, targets, filenames)
+    loader = file_loader(dataset, batch_size, pin_memory=device.type == "cuda")
+    probs, loss = predict_batches(model, loader, device, amp=amp, progress=progress, desc=desc)
+    return {name: probs[name] for name in dataset.filenames}, loss
 
 
 @dataclass
 class TrainedModel:
-    """Everything a checkpoint carries for prediction: no config has to be supplied."""
+    """Everything a checkpoint carries for prediction: no config has to be supplied.
+
+    `batch_size` and `amp` default to the training run's (trainer.batch_size, trainer.amp), so
+    that evaluating again gives the numbers of the run's final evaluation.
+    """
 
     model: nn.Module
     logmel: LogMel
@@ -81,37 +142,81 @@ class TrainedModel:
     postprocessing: PostProcessing
     config_yaml: str
     epoch: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 16
+    amp: bool = False
 
     @property
     def hop_seconds(self) -> float:
         return self.logmel.hop_seconds
 
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """Normalised log-mel [T, n_mels] of a mono waveform at the model's sample rate, computed
+        as for training (sed.data.loading): LogMel, then the normaliser in float32 numpy."""
+        x = torch.as_tensor(np.ascontiguousarray(waveform), dtype=torch.float32)
+        with torch.inference_mode():
+            logmel = self.logmel(x[None].to(self.device))[0].float().cpu().numpy()
+        return self.normalizer(logmel).astype(np.float32)
 
-def load_trained(path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
-    """Rebuild model, features, normaliser, classes and post-processing from a checkpoint."""
+    def predict(
+        self,
+        features: Sequence[np.ndarray],
+        filenames: Sequence[str],
+        progress: bool = False,
+        desc: str = "predict",
+    ) -> dict[str, np.ndarray]:
+        """Probabilities {filename: [T, C]} of normalised features (see `predict_files`)."""
+        probs, _ = predict_files(
+            self.model,
+            features,
+            filenames,
+            self.device,
+            batch_size=self.batch_size,
+            amp=self.amp,
+            progress=progress,
+            desc=desc,
+        )
+        return probs
+
+
+def load_trained(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+    amp: bool | None = None,
+) -> TrainedModel:
+    """Rebuild model, features, normaliser, classes and post-processing from a checkpoint;
+    `batch_size` / `amp` None take the training run's values from the config it carries."""
     device = torch.device(device)
     state = load_checkpoint(path, map_location=device)
     model = build_model(require(state, "model_spec", path))
     model.load_state_dict(require(state, "model", path))
     model.to(device).eval()
-    logmel = LogMel(**require(state, "features", path)).to(device)
+    logmel = LogMel(**require(state, "features", path)).to(device).eval()
+    config_yaml = state.get("config_yaml", "")
+    trainer = (yaml.safe_load(config_yaml) or {}).get("trainer", {}) if config_yaml else {}
+    batch_size = int(trainer.get("batch_size", 16) if batch_size is None else batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return TrainedModel(
         model=model,
         logmel=logmel,
         normalizer=Normalizer.from_state_dict(require(state, "normalizer", path)),
         classes=list(require(state, "classes", path)),
         postprocessing=PostProcessing.from_dict(require(state, "postprocess", path)),
-        config_yaml=state.get("config_yaml", ""),
+        config_yaml=config_yaml,
         epoch=int(state.get("epoch", 0)),
+        device=device,
+        batch_size=batch_size,
+        amp=bool(trainer.get("amp", False) if amp is None else amp),
     )
 
 
-@torch.no_grad()
 def predict_waveform(
-    trained: TrainedModel, waveform: np.ndarray, device: torch.device
+    trained: TrainedModel, waveform: np.ndarray, device: torch.device | None = None
 ) -> np.ndarray:
-    """Probabilities [T, C] for one mono waveform at the model's sample rate."""
-    x = torch.as_tensor(waveform, dtype=torch.float32, device=device)[None]
-    features = trained.normalizer(trained.logmel(x))
-    logits = trained.model(features.float())
-    return torch.sigmoid(logits.float())[0].cpu().numpy()
+    """Probabilities [T, C] for one mono waveform at the model's sample rate (on the model's
+    device; `device` is accepted for older callers and must be that device)."""
+    if device is not None and torch.device(device) != trained.device:
+        raise ValueError(f"the model is on {trained.device}, not on {device}")
+    return trained.predict([trained.features(waveform)], ["waveform"])["waveform"]

@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from sed.annotations import write_tsv
+from sed.data.folder import TEST
 from sed.data.loading import SplitFeatures
 from sed.evaluation import classwise_table, evaluate_all, frame_metrics
+from sed.inference import predict_files
+from sed.io import write_csv, write_json
 from sed.plots import plot_event_roll
 from sed.postprocess import PostProcessing, binarize, probs_to_events
 
-# The headline metrics: what history.csv gets per epoch and what the entry points print.
+__all__ = [
+    "HEADLINE",
+    "SUMMARY",
+    "evaluate_model",
+    "evaluate_split",
+    "example_files",
+    "summary_lines",
+    "write_json",
+    "write_split_results",
+]
+
+# The headline metrics: what history.csv gets per epoch and the threshold sweep reports.
 HEADLINE = ("event_f1", "event_er", "segment_f1", "segment_er", "frame_f1", "frame_er")
-
-
-def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
-    """Atomic JSON write; NaN/inf become null so every reader can parse it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
-    }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(clean, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+# What the entry points print per split after an evaluation.
+SUMMARY = (*HEADLINE, "psds1", "psds2")
 
 
 def evaluate_split(
@@ -89,9 +88,8 @@ def write_split_results(
     metrics, estimated = evaluate_split(data, probs, classes, hop_seconds, postprocessing)
     write_tsv(estimated, run_dir / "predictions" / f"{split}.tsv", filenames=list(probs))
     table = classwise_table(metrics, classes)
-    (run_dir / "classwise").mkdir(parents=True, exist_ok=True)
-    table.to_csv(run_dir / "classwise" / f"{split}.csv", float_format="%.6f")
-    if split == "test":
+    write_csv(table, run_dir / "classwise" / f"{split}.csv", float_format="%.6f")
+    if split == TEST:
         features = dict(zip(data.filenames, data.features, strict=True))
         for name in example_files(data, n_examples):
             plot_event_roll(
@@ -108,6 +106,52 @@ def write_split_results(
             )
     scalars = {k: v for k, v in metrics.items() if k.count("/") == 0}
     return {f"{split}/{k}": float(v) for k, v in scalars.items()}
+
+
+def evaluate_model(
+    model: nn.Module,
+    splits: Mapping[str, SplitFeatures],
+    out_dir: str | Path,
+    classes: list[str],
+    hop_seconds: float,
+    postprocessing: PostProcessing,
+    device: torch.device,
+    *,
+    batch_size: int,
+    amp: bool,
+    progress: bool = False,
+) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """The one evaluation path of sed.train and sed.evaluate: free-running probabilities of every
+    split (`predict_files`), their loss, metrics and result files (`write_split_results`).
+
+    Returns the metrics as `SPLIT/NAME` and the probabilities {split: {filename: [T, C]}}.
+    """
+    metrics: dict[str, float] = {}
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    for split, data in splits.items():
+        probs[split], metrics[f"{split}/loss"] = predict_files(
+            model,
+            data.features,
+            data.filenames,
+            device,
+            batch_size=batch_size,
+            amp=amp,
+            targets=data.targets,
+            progress=progress,
+            desc=split,
+        )
+        metrics.update(
+            write_split_results(
+                out_dir, split, data, probs[split], classes, hop_seconds, postprocessing
+            )
+        )
+    return metrics, probs
+
+
+def summary_lines(metrics: Mapping[str, float], splits: tuple[str, ...] | list[str]) -> list[str]:
+    """`SPLIT/NAME value` lines of the SUMMARY metrics present in `metrics`, split by split."""
+    keys = [f"{split}/{name}" for split in splits for name in SUMMARY]
+    return [f"{key:24s} {metrics[key]:.4f}" for key in keys if key in metrics]
 
 
 def example_files(data: SplitFeatures, n: int) -> list[str]:

@@ -1,7 +1,7 @@
 """Figures of a run and of a sweep: learning curves, teacher forcing, event rolls, metric vs params.
 
-Every function takes plain data (DataFrames, arrays), writes one labelled PNG atomically (a
-temporary file in the same folder, then ``os.replace``) and returns the matplotlib ``Figure``
+Every function takes plain data (DataFrames, arrays), writes one labelled PNG atomically
+(``sed.io.atomic_write``) and returns the matplotlib ``Figure``
 so that notebooks can show it and tests can inspect it. Figures are built with
 ``matplotlib.figure.Figure`` directly, never through pyplot: nothing is registered with a GUI
 backend, nothing needs closing and nothing leaks when thousands of plots are made in a sweep.
@@ -10,9 +10,7 @@ backend, nothing needs closing and nothing leaks when thousands of plots are mad
 from __future__ import annotations
 
 import math
-import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+
+from sed.io import atomic_write
 
 __all__ = [
     "PlotError",
@@ -44,19 +44,8 @@ class PlotError(ValueError):
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
-    """Write `fig` as PNG to `path` atomically (tmp file + os.replace), creating folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600); a plain open honours the umask like any PNG.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.png")
-    try:
-        with open(tmp, "xb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write `fig` as PNG to `path` atomically (sed.io), creating folders."""
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
 
 
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:

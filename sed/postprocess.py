@@ -273,6 +273,22 @@ class PostProcessing:
         """Plain-Python dict (JSON / torch.load(weights_only=True) friendly)."""
         return {key: _plain(value) for key, value in asdict(self).items()}
 
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> PostProcessing:
+        """A copy with the non-null `overrides` applied (the entry points' `postprocess.*`); a
+        median window given in seconds replaces one in frames and vice versa."""
+        given = {key: value for key, value in (overrides or {}).items() if value is not None}
+        merged = {**self.to_dict(), **given}
+        for key, other in (
+            ("median_seconds", "median_frames"),
+            ("median_frames", "median_seconds"),
+        ):
+            if key in given and other not in given:
+                merged[other] = None
+        try:
+            return PostProcessing.from_dict(merged)
+        except PostProcessError as err:
+            raise PostProcessError(f"postprocess overrides {given}: {err}") from None
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PostProcessing:
         """Inverse of to_dict; unknown keys raise naming the key."""

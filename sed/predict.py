@@ -4,20 +4,24 @@ model to new audio of any sample rate and channel count and write a DESED event 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from sed.annotations import write_tsv
 from sed.audio import AUDIO_EXTENSIONS, load_audio
-from sed.inference import load_trained, predict_waveform, resolve_device
+from sed.inference import load_trained, resolve_device
+from sed.io import atomic_write, write_text
 from sed.postprocess import probs_to_events
 
 log = logging.getLogger(__name__)
+
+FILES_PER_GROUP = 256
 
 
 def audio_files(path: str | Path) -> tuple[Path, list[str]]:
@@ -40,30 +44,38 @@ def audio_files(path: str | Path) -> tuple[Path, list[str]]:
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
-    """Run the checkpoint over every input file; write the event table (and probabilities)."""
-    device = resolve_device(cfg.device)
-    trained = load_trained(cfg.checkpoint, device)
-    pp = trained.postprocessing
-    if cfg.threshold is not None:
-        pp.threshold = cfg.threshold
-    if cfg.median_seconds is not None:
-        pp.median_seconds, pp.median_frames = cfg.median_seconds, None
+    """Run the checkpoint over every input file; write the event table (and probabilities).
+
+    Features, batching, autocast and post-processing overrides are those of sed.evaluate, so a
+    file gets the probabilities that evaluation gives it.
+    """
+    trained = load_trained(
+        cfg.checkpoint, resolve_device(cfg.device), batch_size=cfg.batch_size, amp=cfg.amp
+    )
+    pp = trained.postprocessing.with_overrides(
+        OmegaConf.to_container(cfg.postprocess, resolve=True)
+    )
     base, names = audio_files(cfg.input)
-    output = Path(cfg.output)
-    prob_dir = output.with_name(output.stem + "_probabilities")
-    probs = {}
-    for name in tqdm(names, desc="predict"):
-        waveform = load_audio(base / name, trained.logmel.params["sample_rate"])
-        probs[name] = predict_waveform(trained, waveform, device)
-        if cfg.save_probabilities:
-            target = prob_dir / (name + ".npy")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            np.save(target, probs[name])
+    sample_rate = trained.logmel.params["sample_rate"]
+    probs: dict[str, np.ndarray] = {}
+    with tqdm(total=len(names), desc="predict", unit="file") as bar:
+        # A group of files at a time bounds the features held in memory.
+        for start in range(0, len(names), FILES_PER_GROUP):
+            group = names[start : start + FILES_PER_GROUP]
+            features = []
+            for name in group:
+                features.append(trained.features(load_audio(base / name, sample_rate)))
+                bar.update()
+            probs.update(trained.predict(features, group))
     events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp)
+    output = Path(cfg.output)
     write_tsv(events, output, filenames=names)
     log.info("%d events in %d files -> %s", len(events), len(names), output)
     if cfg.save_probabilities:
-        (prob_dir / "classes.txt").write_text("\n".join(trained.classes) + "\n")
+        prob_dir = output.with_name(output.stem + "_probabilities")
+        for name, p in probs.items():
+            atomic_write(prob_dir / (name + ".npy"), partial(np.save, arr=p, allow_pickle=False))
+        write_text("\n".join(trained.classes) + "\n", prob_dir / "classes.txt")
         log.info("frame probabilities [T, C] (hop %.4f s) -> %s", trained.hop_seconds, prob_dir)
     return events
 

@@ -22,7 +22,6 @@ import math
 import os
 import re
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
+from sed.io import write_csv, write_text
 
 __all__ = [
     "DEFAULT_OVER",
@@ -480,23 +481,13 @@ def summary_markdown(
 
 
 def _write_text(text: str, path: Path) -> Path:
-    """Atomic text write (tmp file in the same folder + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600); a plain open honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Atomic text write."""
+    return write_text(text, path)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> Path:
     """Atomic CSV write."""
-    return _write_text(table.to_csv(index=False), path)
+    return write_csv(table, path, index=False)
 
 
 @dataclass

@@ -20,11 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed.checkpoints import build_model, model_spec
 from sed.data import synthetic
-from sed.data.datasets import FileDataset, SequenceDataset, collate
+from sed.data.datasets import FileDataset, SequenceDataset
+from sed.data.folder import EVAL_SPLITS
 from sed.data.loading import load_corpus
 from sed.features import LogMel
-from sed.inference import predict_batches, resolve_device
-from sed.outputs import HEADLINE, evaluate_split, write_json, write_split_results
+from sed.inference import resolve_device
+from sed.io import write_json
+from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.plots import plot_learning_curves, plot_teacher_forcing
 from sed.postprocess import PostProcessing
 from sed.training import Trainer, TrainerSettings
@@ -147,23 +149,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
     }
     start = time.perf_counter()
-    for split in ("validation", "test"):
-        data = splits[split]
-        loader = torch.utils.data.DataLoader(
-            FileDataset(data.features, data.targets, data.filenames),
-            batch_size=settings.batch_size,
-            collate_fn=collate,
-        )
-        probs, loss = predict_batches(model, loader, device, amp=settings.amp)
-        metrics[f"{split}/loss"] = loss
-        metrics.update(
-            write_split_results(run_dir, split, data, probs, classes, hop, postprocessing)
-        )
+    evaluated, _ = evaluate_model(
+        model,
+        {split: splits[split] for split in EVAL_SPLITS},
+        run_dir,
+        classes,
+        hop,
+        postprocessing,
+        device,
+        batch_size=settings.batch_size,
+        amp=settings.amp,
+    )
+    metrics.update(evaluated)
     metrics["eval_seconds"] = time.perf_counter() - start
     write_json(metrics, run_dir / "metrics.json")
     write_training_plots(run_dir, settings.monitor, result.best_epoch)
-    shown = [f"test/{k}" for k in (*HEADLINE, "psds1") if f"test/{k}" in metrics]
-    log.info("test: %s", ", ".join(f"{k}={metrics[k]:.3f}" for k in shown))
+    log.info("final evaluation:\n  %s", "\n  ".join(summary_lines(metrics, EVAL_SPLITS)))
     return metrics
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from sed.checkpoints import load_checkpoint, require, save_checkpoint
 from sed.data.datasets import collate
 from sed.inference import masked_bce, predict_batches
+from sed.io import atomic_write
 from sed.sampling import TeacherForcingSampler
 
 MODES = ("max", "min")
@@ -331,21 +332,27 @@ class Trainer:
             self.writer.flush()
 
     def write_history(self) -> None:
-        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds)."""
+        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds); atomic."""
         if not self.history:
             return
         keys = list(dict.fromkeys(k for row in self.history for k in row))
-        with (self.run_dir / "history.csv").open("w", newline="") as handle:
+
+        def write(handle: IO[str]) -> None:
             writer = csv.DictWriter(handle, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
+
+        atomic_write(self.run_dir / "history.csv", write, text=True)
 
 
 def _truncate_csv(path: Path, key: str, limit: int) -> None:
     """Drop rows whose `key` >= limit (batches logged after the checkpoint we resume from)."""
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    with path.open("w", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r[key]) < limit]
+
+    def write(handle: IO[str]) -> None:
         writer = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS)
         writer.writeheader()
-        writer.writerows(r for r in rows if int(r[key]) < limit)
+        writer.writerows(rows)
+
+    atomic_write(path, write, text=True)

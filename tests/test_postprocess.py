@@ -216,3 +216,26 @@ def test_probs_to_events_over_files():
     pd.testing.assert_frame_equal(events, as_dict)
     empty = probs_to_events({"silent.wav": probs_with({})}, HOP, CLASSES)
     assert empty.empty and list(empty.columns) == COLUMNS
+
+
+def test_overrides_replace_only_what_is_given():
+    base = PostProcessing(threshold={"alarm": 0.3, "dog": 0.6}, median_frames=5, min_gap=0.1)
+    same = base.with_overrides(
+        {"threshold": None, "median_seconds": None, "min_duration": None, "min_gap": None}
+    )
+    assert same == base and same is not base
+    seconds = base.with_overrides({"threshold": 0.4, "median_seconds": 0.2})
+    assert (seconds.threshold, seconds.median_seconds, seconds.median_frames) == (0.4, 0.2, None)
+    assert seconds.min_gap == 0.1 and base.threshold == {"alarm": 0.3, "dog": 0.6}
+    frames = seconds.with_overrides({"median_frames": 3})
+    assert (frames.median_seconds, frames.median_frames) == (None, 3)
+    assert PostProcessing().with_overrides(None) == PostProcessing()
+
+
+def test_bad_overrides_name_the_key():
+    with pytest.raises(PostProcessError, match="unknown key.*'window'"):
+        PostProcessing().with_overrides({"window": 3})
+    with pytest.raises(PostProcessError, match="min_duration must be >= 0"):
+        PostProcessing().with_overrides({"min_duration": -1.0})
+    with pytest.raises(PostProcessError, match="not both"):
+        PostProcessing().with_overrides({"median_seconds": 0.2, "median_frames": 3})

@@ -15,9 +15,20 @@ import pandas as pd
 from sed.annotations import AnnotationError, read_durations, read_tsv
 from sed.audio import audio_duration
 
-__all__ = ["SPLITS", "SplitData", "infer_classes", "load_split"]
+__all__ = [
+    "EVAL_SPLITS",
+    "SPLITS",
+    "TEST",
+    "TRAIN",
+    "VALIDATION",
+    "SplitData",
+    "infer_classes",
+    "load_split",
+]
 
-SPLITS = ("train", "validation", "test")
+# The split names, defined here once.
+SPLITS = (TRAIN, VALIDATION, TEST) = ("train", "validation", "test")
+EVAL_SPLITS = (VALIDATION, TEST)  # what a run is evaluated on once trained
 
 
 @dataclass
@@ -63,7 +74,7 @@ def load_split(
 
 def infer_classes(root: str | PathLike) -> list[str]:
     """The sorted event labels of the train split (the default class list)."""
-    tsv = _metadata(Path(root), "train")
+    tsv = _metadata(Path(root), TRAIN)
     labels = sorted(set(read_tsv(tsv)["event_label"]))
     if not labels:
         raise AnnotationError(

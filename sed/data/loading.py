@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sed.annotations import events_to_frames
-from sed.data.folder import infer_classes, load_split
+from sed.data.folder import SPLITS, infer_classes, load_split
 from sed.features import FeatureCache, LogMel, Normalizer
 
 
@@ -52,7 +52,7 @@ def load_corpus(
     logmel: LogMel,
     cache_dir: str | Path,
     classes: list[str] | None = None,
-    splits: tuple[str, ...] = ("train", "validation", "test"),
+    splits: tuple[str, ...] = SPLITS,
     device: str = "cpu",
     normalizer: Normalizer | None = None,
 ) -> tuple[list[str], dict[str, SplitFeatures], Normalizer]:

@@ -1,0 +1,266 @@
+"""One evaluation path: sed.train's final evaluation, sed.evaluate and sed.predict give a file the
+same probabilities, whatever files share its batch, and sed.evaluate reproduces the metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from sed.annotations import write_tsv
+from sed.checkpoints import model_spec, save_checkpoint
+from sed.data.datasets import FileDataset, collate
+from sed.data.folder import EVAL_SPLITS
+from sed.data.loading import load_corpus
+from sed.evaluate import evaluate
+from sed.features import LogMel, Normalizer
+from sed.inference import (
+    length_batches,
+    load_trained,
+    masked_bce,
+    predict_batches,
+    predict_files,
+    predict_waveform,
+)
+from sed.models.crnn import CRNN
+from sed.outputs import evaluate_model
+from sed.postprocess import PostProcessing
+from sed.predict import predict
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+CLASSES = ["beep", "hum"]
+SR = 8000
+FEATURES = {"sample_rate": SR, "n_fft": 256, "win_length": 256, "hop_length": 160, "n_mels": 16}
+MODEL = {"n_mels": 16, "num_classes": 2, "channels": 4, "pool_sizes": [2, 2], "hidden": 8}
+
+
+def tiny_model(seed: int = 0) -> CRNN:
+    """A CRNN with random weights, batch-norm statistics included (so padding would show)."""
+    torch.manual_seed(seed)
+    model = CRNN(**MODEL)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.bias.normal_(0, 0.5)
+    return model.eval()
+
+
+def random_features(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n, 16)).astype(np.float32) for n in lengths]
+
+
+def test_length_batches_hold_one_length_each():
+    lengths = [5, 3, 5, 5, 3, 9]
+    batches = length_batches(lengths, batch_size=2)
+    assert batches == [[1, 4], [0, 2], [3], [5]]
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    with pytest.raises(ValueError, match="batch_size"):
+        length_batches(lengths, 0)
+
+
+def test_probabilities_do_not_depend_on_the_batch():
+    model = tiny_model()
+    lengths = [23, 50, 37, 50, 8]
+    feats = random_features(lengths)
+    names = [f"f{i}.wav" for i in range(len(lengths))]
+    alone = {
+        name: predict_files(model, [x], [name], CPU, batch_size=1, amp=False)[0][name]
+        for name, x in zip(names, feats, strict=True)
+    }
+    together, _ = predict_files(model, feats, names, CPU, batch_size=5, amp=False)
+    assert list(together) == names  # the given order, not the length buckets'
+    # predict_batches also splits a padded batch (what a plain DataLoader gives it) by length.
+    padded = DataLoader(FileDataset(feats, None, names), batch_size=5, collate_fn=collate)
+    via_padded, loss = predict_batches(model, padded, CPU)
+    assert np.isnan(loss)  # no targets
+    for name, n in zip(names, lengths, strict=True):
+        assert together[name].shape == (n, 2)
+        np.testing.assert_allclose(together[name], alone[name], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(via_padded[name], alone[name], rtol=0, atol=1e-6)
+    # The problem this guards against: run padded, a short file's last frames change.
+    with torch.no_grad():
+        raw = torch.sigmoid(model(next(iter(padded))["features"])).numpy()
+    assert np.abs(raw[0, :23] - alone["f0.wav"]).max() > 1e-4
+
+
+def test_loss_is_the_frame_weighted_bce_of_the_files():
+    model = tiny_model()
+    lengths = [12, 30, 30]
+    feats = random_features(lengths)
+    rng = np.random.default_rng(1)
+    targets = [(rng.random((n, 2)) < 0.3).astype(np.float32) for n in lengths]
+    names = ["a", "b", "c"]
+    _, loss = predict_files(model, feats, names, CPU, batch_size=2, amp=False, targets=targets)
+    total = 0.0
+    with torch.no_grad():
+        for x, y in zip(feats, targets, strict=True):
+            logits = model(torch.from_numpy(x)[None])
+            mask = torch.ones(1, len(x), dtype=torch.bool)
+            total += float(masked_bce(logits, torch.from_numpy(y)[None], mask)) * len(x)
+    assert loss == pytest.approx(total / sum(lengths), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def make_folder(root: Path) -> None:
+    """validation and test splits of tones with different lengths (so batches would pad)."""
+    rng = np.random.default_rng(0)
+    for split, seconds in (("validation", [0.9, 1.6, 1.6, 2.3]), ("test", [1.1, 2.0, 0.7])):
+        rows, names = [], []
+        for i, duration in enumerate(seconds):
+            t = np.arange(int(duration * SR)) / SR
+            beep = (t > 0.2) & (t < 0.6)
+            audio = 0.01 * rng.standard_normal(t.size) + 0.3 * beep * np.sin(2 * np.pi * 1000 * t)
+            audio += 0.2 * (t > duration / 2) * np.sin(2 * np.pi * 200 * t)
+            name = f"{split}_{i}.wav"
+            (root / "audio" / split).mkdir(parents=True, exist_ok=True)
+            sf.write(root / "audio" / split / name, audio.astype(np.float32), SR)
+            rows += [(name, 0.2, 0.6, "beep"), (name, duration / 2, duration, "hum")]
+            names.append(name)
+        events = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+        write_tsv(events, root / "metadata" / f"{split}.tsv", filenames=names)
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path) -> dict:
+    """A dataset folder, a checkpoint that carries what prediction needs, and the run's config."""
+    root = tmp_path / "data"
+    make_folder(root)
+    model = tiny_model()
+    postprocessing = PostProcessing(threshold=0.5, median_seconds=0.1)
+    normalizer = Normalizer(mean=np.full(16, -30.0), std=np.full(16, 15.0))
+    config = {
+        "data": {"root": str(root)},
+        "paths": {"cache_dir": str(tmp_path / "cache")},
+        "trainer": {"batch_size": 3, "amp": True},
+    }
+    run_dir = tmp_path / "run"
+    state = {
+        "model": model.state_dict(),
+        "model_spec": model_spec("sed.models.crnn.CRNN", MODEL),
+        "features": LogMel(**FEATURES).params,
+        "classes": CLASSES,
+        "normalizer": normalizer.state_dict(),
+        "postprocess": postprocessing.to_dict(),
+        "config_yaml": yaml.safe_dump(config),
+        "epoch": 3,
+    }
+    save_checkpoint(state, run_dir / "checkpoints" / "best.pt")
+    return {
+        "root": root,
+        "run_dir": run_dir,
+        "model": model,
+        "postprocessing": postprocessing,
+        "normalizer": normalizer,
+        "config": config,
+    }
+
+
+def entry_config(name: str, **values) -> OmegaConf:
+    """configs/NAME.yaml without its hydra section, with `values` set."""
+    cfg = OmegaConf.load(REPO / "configs" / f"{name}.yaml")
+    del cfg["hydra"]
+    return OmegaConf.merge(cfg, values)
+
+
+def test_train_evaluate_and_predict_agree(trained_run: dict, tmp_path: Path):
+    run_dir = trained_run["run_dir"]
+    # What sed.train's final evaluation runs, with the trained model still in memory.
+    logmel = LogMel(**FEATURES)
+    classes, splits, _ = load_corpus(
+        trained_run["root"],
+        logmel,
+        tmp_path / "cache" / "features",
+        classes=CLASSES,
+        splits=EVAL_SPLITS,
+        normalizer=trained_run["normalizer"],
+    )
+    metrics, probs = evaluate_model(
+        trained_run["model"],
+        splits,
+        run_dir,
+        classes,
+        logmel.hop_seconds,
+        trained_run["postprocessing"],
+        CPU,
+        batch_size=3,
+        amp=True,
+    )
+    assert set(probs) == set(EVAL_SPLITS) and "test/event_f1" in metrics
+
+    # sed.evaluate with no overrides: the same numbers, to the last bit.
+    trained = load_trained(run_dir / "checkpoints" / "best.pt")
+    assert (trained.batch_size, trained.amp) == (3, True)  # the run's, from its config
+    out = tmp_path / "evaluation"
+    again = evaluate(entry_config("evaluate", run_dir=str(run_dir), device="cpu"), out_dir=out)
+    assert again == {"checkpoint_epoch": 3, **metrics}
+    for split in EVAL_SPLITS:
+        name = f"predictions/{split}.tsv"
+        assert (out / name).read_text() == (run_dir / name).read_text()
+
+    # sed.predict on the test audio: the same probabilities and the same event table.
+    output = tmp_path / "predict" / "events.tsv"
+    predict(
+        entry_config(
+            "predict",
+            checkpoint=str(run_dir / "checkpoints" / "best.pt"),
+            input=str(trained_run["root"] / "audio" / "test"),
+            output=str(output),
+            save_probabilities=True,
+            device="cpu",
+        )
+    )
+    for name, expected in probs["test"].items():
+        saved = np.load(output.with_name("events_probabilities") / f"{name}.npy")
+        np.testing.assert_allclose(saved, expected, rtol=0, atol=1e-6)
+    assert output.read_text() == (run_dir / "predictions" / "test.tsv").read_text()
+    # predict_waveform (one file alone) agrees to float tolerance.
+    waveform, _ = sf.read(trained_run["root"] / "audio" / "test" / "test_1.wav", dtype="float32")
+    np.testing.assert_allclose(
+        predict_waveform(trained, waveform), probs["test"]["test_1.wav"], rtol=0, atol=1e-6
+    )
+
+
+def test_overrides_apply_the_same_way_in_evaluate_and_predict(trained_run: dict, tmp_path):
+    run_dir = trained_run["run_dir"]
+    overrides = {"threshold": 0.45, "median_seconds": 0.3, "min_duration": 0.1}
+    out = tmp_path / "evaluation"
+    evaluate(
+        entry_config(
+            "evaluate", run_dir=str(run_dir), device="cpu", splits=["test"], postprocess=overrides
+        ),
+        out_dir=out,
+    )
+    expected = PostProcessing(threshold=0.45, median_seconds=0.3, min_duration=0.1).to_dict()
+    assert json.loads((out / "postprocess.json").read_text()) == expected
+    output = tmp_path / "events.tsv"
+    predict(
+        entry_config(
+            "predict",
+            checkpoint=str(run_dir / "checkpoints" / "best.pt"),
+            input=str(trained_run["root"] / "audio" / "test"),
+            output=str(output),
+            device="cpu",
+            postprocess=overrides,
+        )
+    )
+    assert output.read_text() == (out / "predictions" / "test.tsv").read_text()
+
+
+def test_evaluate_names_a_bad_split(trained_run: dict, tmp_path):
+    cfg = entry_config("evaluate", run_dir=str(trained_run["run_dir"]), splits=["dev"])
+    with pytest.raises(ValueError, match=r"splits=\['dev'\]"):
+        evaluate(cfg, out_dir=tmp_path / "evaluation")
