@@ -144,14 +144,29 @@ def test_drop_last_without_a_full_batch_names_the_keys(cfg_train: DictConfig) ->
         train(cfg)
 
 
+@pytest.mark.xfail(
+    strict=True, reason="Trainer._loader ignores trainer.drop_last until the lead wires it in"
+)
+def test_drop_last_drops_the_last_training_batch(cfg_train: DictConfig) -> None:
+    # The smoke set has 16 training sequences: 5 batches of 3, and a last one of 1 to drop.
+    run = Path(cfg_train.paths.output_dir)
+    train(
+        with_overrides(
+            cfg_train, run, trainer__drop_last=True, trainer__batch_size=3, trainer__epochs=1
+        )
+    )
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert len(pd.read_csv(run / "batches.csv")) == state["sampler"]["num_batches"] == 5
+
+
 def test_method_comparison_is_one_multirun(sed_root: Path) -> None:
-    """`python -m sed.train -m +experiment=smoke method=baseline,tf,ss` (the paper's comparison
-    in miniature, through the real command line), and sed.report groups it by method."""
-    sweep = sed_root / "outputs" / "methods"
+    """`python -m sed.train -m +experiment=smoke method=baseline,tf,ss` as the README types it
+    (the paper's comparison in miniature, through the real command line), and sed.report groups
+    it by method."""
     env = {**os.environ, "SED_ROOT": str(sed_root), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     command = ["-m", "+experiment=smoke", "method=baseline,tf,ss", "trainer.epochs=1"]
     proc = subprocess.run(
-        [sys.executable, "-m", "sed.train", *command, f"hydra.sweep.dir={sweep}"],
+        [sys.executable, "-m", "sed.train", *command],
         cwd=sed_root,
         env=env,
         capture_output=True,
@@ -159,6 +174,7 @@ def test_method_comparison_is_one_multirun(sed_root: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, f"sed.train {command} failed:\n{proc.stderr[-4000:]}"
+    (sweep,) = (sed_root / "outputs" / "smoke" / "multiruns").iterdir()
     p_tf = {}
     for job in ("0", "1", "2"):
         run = sweep / job
