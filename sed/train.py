@@ -1,5 +1,6 @@
-"""`python -m sed.train [+experiment=NAME] [overrides]`: extract features, train the CRNN with
-teacher forcing / scheduled sampling, evaluate the best checkpoint on validation and test."""
+"""`python -m sed.train [+experiment=NAME] [method=baseline|tf|ss] [overrides]`: extract features,
+train the CRNN with teacher forcing / scheduled sampling, evaluate the best checkpoint on
+validation and test. `train(cfg)` is the whole job for a composed config (tests call it)."""
 
 from __future__ import annotations
 
