@@ -81,7 +81,7 @@ def test_parse_override():
     assert parse_override("+experiment=smoke") == ("experiment", "smoke")
     assert parse_override("sampler.gamma=0.1") == ("sampler.gamma", 0.1)
     assert parse_override("seed=2") == ("seed", 2) and isinstance(parse_override("seed=2")[1], int)
-    assert parse_override("++trainer.optimizer.lr=1e-3") == ("trainer.optimizer.lr", 0.001)
+    assert parse_override("++optimizer.lr=1e-3") == ("optimizer.lr", 0.001)
     assert parse_override("data.classes=[a,b]") == ("data.classes", "[a,b]")
     assert parse_override("model.label_feedback=false") == ("model.label_feedback", False)
     assert parse_override("~trainer.max_minutes") == ("trainer.max_minutes", None)
