@@ -29,10 +29,13 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from sed.io import write_csv, write_text
 
 __all__ = [
+    "ALWAYS",
     "DEFAULT_OVER",
     "Report",
     "ReportError",
@@ -51,7 +54,11 @@ __all__ = [
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
 RESERVED = ("run_dir", "status", "error")
 DEFAULT_OVER = ("seed", "data.fold")
-SWEEP_PARAMS = ("sampler.gamma", "sampler.p_min", "sampler.p_max")
+# Config keys every run gets a column for, overridden or not: a method comparison
+# (`method=baseline,tf,ss`) is grouped by method even where a run kept the default.
+ALWAYS = ("method",)
+# Swept parameters plotted against; `gamma` is the top-level key that sampler.gamma reads.
+SWEEP_PARAMS = ("gamma", "sampler.gamma", "sampler.p_min", "sampler.p_max")
 # metrics.json keys without a `SPLIT/` prefix (DESIGN.md).
 RUN_SCALARS = ("best_epoch", "epochs", "train_seconds")
 _ERROR_MARKERS = ("Traceback (most recent call last)", "Error executing job")
@@ -141,17 +148,18 @@ _ABSENT = object()
 
 
 def _config_value(run_dir: Path, key: str) -> Any:
-    """`key` (dotted) looked up in the run's .hydra/config.yaml; _ABSENT when it is not there."""
+    """`key` (dotted) looked up in the run's .hydra/config.yaml, interpolations such as
+    `sampler.gamma: ${gamma}` followed; _ABSENT when it is not there or does not resolve (e.g.
+    `${hydra:...}`, which only a running Hydra app can resolve)."""
     path = run_dir / ".hydra" / "config.yaml"
     try:
-        node: Any = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        config = OmegaConf.load(path)
+        node = OmegaConf.select(config, key, default=_ABSENT, throw_on_resolution_failure=False)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
         return _ABSENT
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node if not isinstance(node, list | dict) else json.dumps(node)
+    if isinstance(node, DictConfig | ListConfig):
+        return json.dumps(OmegaConf.to_container(node, resolve=False))
+    return node
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -207,7 +215,8 @@ def _run_status(run_dir: Path) -> tuple[str, str, dict[str, Any]]:
 def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run below `directory`: `run_dir`, `status`, `error`, each override as a column
     (parsed values) and every metrics.json key. `config_keys` absent from a run's overrides are
-    read from its .hydra/config.yaml (e.g. a group-by key the sweep did not override).
+    read from its .hydra/config.yaml (e.g. a group-by key the sweep did not override), and so is
+    `method` (ALWAYS) wherever the config has it.
 
     The override and metric column names are kept in ``table.attrs["overrides"]`` and
     ``table.attrs["metrics"]``.
@@ -224,7 +233,7 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
     rows, override_keys, metric_keys = [], {}, {}
     for run_dir in run_dirs:
         overrides = _read_overrides(run_dir)
-        for key in config_keys:
+        for key in dict.fromkeys((*config_keys, *ALWAYS)):
             value = _ABSENT if key in overrides or key in RESERVED else _config_value(run_dir, key)
             if value is not _ABSENT:
                 overrides[key] = value
@@ -510,7 +519,9 @@ def report(
     verbose: bool = True,
 ) -> Report:
     """Collect, summarize and write runs.csv, summary.csv, summary.md and the sweep plots of
-    `metric` against sampler.gamma / p_min / p_max (those that vary) under `out` (DIR/report)."""
+    `metric` against sampler.gamma / p_min / p_max (those that vary) under `out` (DIR/report).
+    Runs are grouped by `group_by`, by default by every override (and the `method` of their
+    config) except the `over` keys."""
     from sed.plots import plot_metric_vs_params
 
     root = Path(directory).resolve()
@@ -585,8 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="KEY",
         default=None,
-        help="override keys to group by (default: every override key except "
-        "the --over keys); keys no run overrides are read from .hydra/config.yaml",
+        help="override keys to group by (default: every override key and the run's method, "
+        "except the --over keys); keys no run overrides are read from .hydra/config.yaml",
     )
     parser.add_argument(
         "--over",

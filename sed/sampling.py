@@ -2,7 +2,10 @@
 
 Every sampler counts batches (``i`` = batches seen so far, advanced by ``.step()`` once per
 training batch) and exposes ``.probability`` for the current batch, ``probability_at(i)``,
-and ``state_dict()`` / ``load_state_dict()`` for checkpoints.
+and ``state_dict()`` / ``load_state_dict()`` for checkpoints. Every sampler takes the keyword
+``num_batches`` (training batches per epoch), so that a config (``_partial_: true``) is completed
+the same way for all: ``ScheduledSampler`` measures its decay in epochs with it; the others count
+batches only and accept it unused.
 
 - ``ScheduledSampler``: the Drossos et al. (2019) schedule of DESIGN.md.
 - ``LinearDecay``, ``ExponentialDecay``, ``InverseSigmoidDecay``: the three decays of Bengio et
@@ -157,7 +160,9 @@ class LinearDecay(TeacherForcingSampler):
 
     _params = ("c", "p_min", "p_max")
 
-    def __init__(self, c: float, p_min: float = 0.0, p_max: float = 1.0) -> None:
+    def __init__(
+        self, c: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
+    ) -> None:
         super().__init__()
         self.c = _number("c", c)
         if self.c < 0:
@@ -177,7 +182,9 @@ class ExponentialDecay(TeacherForcingSampler):
 
     _params = ("k", "p_min", "p_max")
 
-    def __init__(self, k: float, p_min: float = 0.0, p_max: float = 1.0) -> None:
+    def __init__(
+        self, k: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
+    ) -> None:
         super().__init__()
         self.k = _number("k", k)
         if not 0.0 < self.k <= 1.0:
@@ -197,7 +204,9 @@ class InverseSigmoidDecay(TeacherForcingSampler):
 
     _params = ("k", "p_min", "p_max")
 
-    def __init__(self, k: float, p_min: float = 0.0, p_max: float = 1.0) -> None:
+    def __init__(
+        self, k: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
+    ) -> None:
         super().__init__()
         self.k = _number("k", k)
         if self.k < 1.0:
@@ -220,7 +229,7 @@ class ConstantSampler(TeacherForcingSampler):
 
     _params = ("p",)
 
-    def __init__(self, p: float) -> None:
+    def __init__(self, p: float, *, num_batches: int | None = None) -> None:
         super().__init__()
         self.p = _probability("p", p)
 
@@ -234,5 +243,5 @@ class NoSampler(ConstantSampler):
 
     _params = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *, num_batches: int | None = None) -> None:
         super().__init__(0.0)

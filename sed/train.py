@@ -1,9 +1,9 @@
-"""`python -m sed.train [+experiment=NAME] [overrides]`: extract features, train the CRNN with
-teacher forcing / scheduled sampling, evaluate the best checkpoint on validation and test."""
+"""`python -m sed.train [+experiment=NAME] [method=baseline|tf|ss] [overrides]`: extract features,
+train the CRNN with teacher forcing / scheduled sampling, evaluate the best checkpoint on
+validation and test. `train(cfg)` is the whole job for a composed config (tests call it)."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 import time
@@ -14,8 +14,7 @@ import hydra
 import numpy as np
 import pandas as pd
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sed.checkpoints import build_model, model_spec
@@ -29,6 +28,7 @@ from sed.io import write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.plots import plot_learning_curves, plot_teacher_forcing
 from sed.postprocess import PostProcessing
+from sed.sampling import TeacherForcingSampler
 from sed.training import Trainer, TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -54,31 +54,20 @@ def prepare_data(cfg: DictConfig) -> Path:
     return root
 
 
-def make_sampler(cfg: DictConfig, num_batches: int):
-    """Instantiate the sampler group, passing num_batches to samplers that take it."""
-    params = inspect.signature(get_class(cfg.sampler._target_)).parameters
-    extra = {"num_batches": num_batches} if "num_batches" in params else {}
-    return instantiate(cfg.sampler, **extra)
-
-
-def settings_from(cfg: DictConfig) -> TrainerSettings:
-    """TrainerSettings from the trainer group plus the top-level monitor."""
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    known = set(inspect.signature(TrainerSettings).parameters)
-    return TrainerSettings(
-        **{k: v for k, v in trainer.items() if k in known},
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
+def make_sampler(cfg: DictConfig, num_batches: int) -> TeacherForcingSampler:
+    """The sampler group (a `_partial_` config) completed with the batches per epoch."""
+    return instantiate(cfg.sampler)(num_batches=num_batches)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """The whole job for a composed config; returns metrics.json's content."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    """The whole job for a composed config, in `cfg.paths.output_dir`; returns metrics.json's
+    content."""
+    run_dir = Path(cfg.paths.output_dir)
+    settings: TrainerSettings = instantiate(cfg.trainer)
     seed_everything(int(cfg.seed))
-    if cfg.trainer.get("num_threads"):
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    device = resolve_device(cfg.trainer.device)
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    device = resolve_device(settings.device)
     root = prepare_data(cfg)
 
     logmel = LogMel(**OmegaConf.to_container(cfg.features, resolve=True)).to(device)
@@ -93,12 +82,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("classes (%d): %s", len(classes), ", ".join(classes))
     train_data, val_data = splits["train"], splits["validation"]
     train_set = SequenceDataset(
-        train_data.features,
-        train_data.targets,
-        train_data.filenames,
-        seq_len=int(cfg.trainer.seq_len),
+        train_data.features, train_data.targets, train_data.filenames, seq_len=settings.seq_len
     )
     val_set = FileDataset(val_data.features, val_data.targets, val_data.filenames)
+    num_batches = settings.batches_per_epoch(len(train_set))
+    if num_batches < 1:
+        raise ValueError(
+            f"trainer.drop_last=true leaves no training batch: {len(train_set)} training "
+            f"sequences < trainer.batch_size={settings.batch_size}"
+        )
 
     model_kwargs = {
         k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"
@@ -108,10 +100,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # not shift the random draws of weight initialisation and training.
     seed_everything(int(cfg.seed))
     model = build_model(spec)
-    settings = settings_from(cfg)
-    num_batches = -(-len(train_set) // settings.batch_size)
     sampler = make_sampler(cfg, num_batches)
-    optimizer = instantiate(cfg.trainer.optimizer)(model.parameters())
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
     postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
     meta = {
         "model_spec": spec,
@@ -132,7 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             postprocessing,
             psds=False,
             classwise=False,
-            events=bool(cfg.trainer.val_event_metrics),
+            events=settings.val_event_metrics,
         )
         return {k: v for k, v in metrics.items() if k in HEADLINE}
 

@@ -28,29 +28,42 @@ BATCH_COLUMNS = ["batch", "epoch", "p_tf", "loss"]  # batches.csv
 
 @dataclass
 class TrainerSettings:
-    """Everything the loop needs besides model, data and optimizer (configs/trainer/*.yaml)."""
+    """The training job's settings besides model, data, sampler and optimizer: configs/trainer/
+    holds exactly these fields (plus `_target_`), so a config key is either used or an error."""
 
+    device: str = "auto"  # auto = CUDA when present, else CPU
+    num_threads: int | None = None  # torch CPU threads; None keeps torch's default
     epochs: int = 40
     batch_size: int = 16
+    drop_last: bool = False  # drop each epoch's last, smaller training batch (Drossos et al. do)
+    seq_len: int = 512  # frames per training sequence
     grad_clip: float | None = 1.0
     patience: int = 15
+    monitor: str = "validation/frame_f1"
+    monitor_mode: str = "max"
+    val_event_metrics: bool = True  # event-based F1/ER on validation every epoch
     amp: bool = True
     num_workers: int = 0
     resume: bool = False
     max_minutes: float | None = None
     progress: bool = True
     tensorboard: bool = True
-    monitor: str = "validation/frame_f1"
-    monitor_mode: str = "max"
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "patience"):
+        for key in ("epochs", "batch_size", "patience", "seq_len"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f"trainer.num_threads must be >= 1 or null, got {self.num_threads}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"trainer.grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.monitor_mode not in MODES:
             raise ValueError(f"monitor_mode must be one of {MODES}, got {self.monitor_mode!r}")
+
+    def batches_per_epoch(self, sequences: int) -> int:
+        """Training batches in one epoch over `sequences` training sequences."""
+        full, rest = divmod(sequences, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
 
 
 @dataclass

@@ -1,9 +1,14 @@
-"""The README's two set-up commands are exactly what CI runs (.ci/run)."""
+"""The README's two set-up commands are exactly what CI runs (.ci/run), and its training
+commands compose."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,3 +30,31 @@ def test_ci_runs_the_readme_commands() -> None:
     install, test = setup_commands()
     assert install in ci and test in ci
     assert ci.index(install) < ci.index(test)
+
+
+def train_commands() -> list[list[str]]:
+    """The overrides of every `python -m sed.train` command in the README (continuations joined,
+    comments dropped)."""
+    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            if line.startswith("python -m sed.train"):
+                commands.append(line.split("#", 1)[0].split()[3:])
+    return commands
+
+
+def test_readme_training_commands_compose(compose: Callable[..., DictConfig]) -> None:
+    """Each README training command composes (every value of a sweep) with its sampler built."""
+    commands = train_commands()
+    assert any("method=baseline,tf,ss" in c and "+experiment=tut2017" in c for c in commands)
+    for overrides in commands:
+        overrides = [o for o in overrides if o != "-m" and not o.startswith("hydra.")]
+        sweeps = [o for o in overrides if "," in o.split("=", 1)[1] and "[" not in o]
+        jobs = [[o for o in overrides if o not in sweeps]]
+        for sweep in sweeps:
+            key, values = sweep.split("=", 1)
+            jobs = [[*job, f"{key}={value}"] for job in jobs for value in values.split(",")]
+        for job in jobs:
+            cfg = compose("train", *job)
+            instantiate(cfg.sampler)(num_batches=5)

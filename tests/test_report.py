@@ -81,7 +81,7 @@ def test_parse_override():
     assert parse_override("+experiment=smoke") == ("experiment", "smoke")
     assert parse_override("sampler.gamma=0.1") == ("sampler.gamma", 0.1)
     assert parse_override("seed=2") == ("seed", 2) and isinstance(parse_override("seed=2")[1], int)
-    assert parse_override("++trainer.optimizer.lr=1e-3") == ("trainer.optimizer.lr", 0.001)
+    assert parse_override("++optimizer.lr=1e-3") == ("optimizer.lr", 0.001)
     assert parse_override("data.classes=[a,b]") == ("data.classes", "[a,b]")
     assert parse_override("model.label_feedback=false") == ("model.label_feedback", False)
     assert parse_override("~trainer.max_minutes") == ("trainer.max_minutes", None)
@@ -266,3 +266,36 @@ def test_keys_missing_from_some_runs(tmp_path):
     assert summary["test/event_f1_mean"].tolist() == pytest.approx([0.6, 0.1])
     md = (tmp_path / "report" / "summary.md").read_text()
     assert "| 64 | 2 | 0.600 ± 0.141 |" in md and "| – | 1 | 0.100 |" in md
+
+
+def test_groups_by_method_also_where_a_run_kept_the_default(tmp_path):
+    """`python -m sed.train -m +experiment=X method=baseline,tf,ss seed=1,2`: one row per method;
+    a run that kept the default method (no `method=` override) joins its group from config.yaml."""
+    f1 = {"baseline": [0.3, 0.4], "tf": [0.2, 0.2], "ss": [0.5, 0.6]}
+    job = 0
+    for method, values in f1.items():
+        for seed, value in enumerate(values, 1):
+            overrides = ["+experiment=tut2017", f"seed={seed}"]
+            if method != "ss" or seed == 1:
+                overrides.append(f"method={method}")
+            make_run(
+                tmp_path / str(job),
+                overrides,
+                {"test/event_f1": value},
+                config={"seed": seed, "method": method},
+            )
+            job += 1
+    summary = report(tmp_path, verbose=False).summary
+    assert summary["method"].tolist() == ["baseline", "ss", "tf"]
+    assert summary["n"].tolist() == [2, 2, 2]
+    assert summary["test/event_f1_mean"].tolist() == pytest.approx([0.35, 0.55, 0.2])
+
+
+def test_config_keys_follow_interpolations(tmp_path):
+    # Hydra saves config.yaml unresolved: sampler.gamma reads the top-level gamma.
+    for job, gamma in enumerate([0.1, 0.5]):
+        config = {"gamma": gamma, "sampler": {"gamma": "${gamma}"}, "out": "${hydra:runtime.x}"}
+        make_run(tmp_path / str(job), [f"seed={job}"], {"test/event_f1": gamma}, config=config)
+    runs = collect_runs(tmp_path, config_keys=["sampler.gamma", "out"])
+    assert runs["sampler.gamma"].tolist() == [0.1, 0.5]
+    assert "out" not in runs  # unresolvable outside Hydra: no column rather than a wrong value

@@ -176,3 +176,18 @@ def test_load_state_rejects_other_type_and_bad_state():
         ScheduledSampler(10, 1.0, 0.1, 0.9).load_state_dict({**state, "batches": -1})
     with pytest.raises(SamplerError, match="p_min"):
         ScheduledSampler(10, 1.0, 0.1, 0.9).load_state_dict({**state, "p_min": 0.95})
+
+
+@pytest.mark.parametrize("sampler", all_samplers(), ids=lambda s: type(s).__name__)
+def test_every_sampler_takes_num_batches(sampler):
+    """configs/sampler/*.yaml are `_partial_`; sed.train completes each with num_batches=N, which
+    sets ScheduledSampler's epoch length and leaves the batch-counting schedules as they are."""
+    params = {name: getattr(sampler, name) for name in sampler._params if name != "num_batches"}
+    built = type(sampler)(**params, num_batches=40)
+    if isinstance(sampler, ScheduledSampler):
+        assert built.num_batches == 40
+        assert built.probability_at(80) == sampler.probability_at(100)  # 2 epochs of each
+    else:
+        assert [built.probability_at(i) for i in (0, 7, 400)] == [
+            sampler.probability_at(i) for i in (0, 7, 400)
+        ]
