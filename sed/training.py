@@ -185,7 +185,7 @@ class Trainer:
             collate_fn=collate,
             num_workers=self.settings.num_workers,
             pin_memory=self.device.type == "cuda",
-            drop_last=False,
+            drop_last=shuffle and self.settings.drop_last,
         )
 
     def train_epoch(self, loader: DataLoader, batch_log: csv.DictWriter | None) -> float:
@@ -207,7 +207,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss is {loss.item()} at epoch {self.epoch + 1}, batch "
-                    f"{self.batches_seen}: lower trainer.optimizer.lr or set trainer.grad_clip"
+                    f"{self.batches_seen}: lower optimizer.lr or set trainer.grad_clip"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -144,9 +144,6 @@ def test_drop_last_without_a_full_batch_names_the_keys(cfg_train: DictConfig) ->
         train(cfg)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Trainer._loader ignores trainer.drop_last until the lead wires it in"
-)
 def test_drop_last_drops_the_last_training_batch(cfg_train: DictConfig) -> None:
     # The smoke set has 16 training sequences: 5 batches of 3, and a last one of 1 to drop.
     run = Path(cfg_train.paths.output_dir)
@@ -210,6 +207,23 @@ def test_evaluate_reuses_checkpoint(
     assert written["test/event_f1"] == metrics["test/event_f1"]
     table = pd.read_csv(tmp_path / "evaluation" / "thresholds.csv")
     assert sorted(table["threshold"].unique()) == [0.3, 0.5]
+
+
+def test_evaluate_reproduces_metrics_json(
+    smoke_run: Path, tmp_path: Path, compose: Compose
+) -> None:
+    """Re-evaluating the best checkpoint with no overrides gives the run's metrics.json exactly
+    (same batches, same autocast setting as training's final evaluation)."""
+    cfg = compose("evaluate", f"run_dir={smoke_run}", hydra_node=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "exact")
+    HydraConfig.instance().set_config(cfg)
+    evaluate(cfg)
+    again = json.loads((tmp_path / "exact" / "metrics.json").read_text())
+    first = json.loads((smoke_run / "metrics.json").read_text())
+    again.pop("checkpoint_epoch")
+    assert again == {k: first[k] for k in again}
+    assert {k for k in again if k.startswith("test/")} == {k for k in first if k.startswith("test/")}
 
 
 def test_predict_on_stereo_44k(smoke_run: Path, tmp_path: Path, compose: Compose) -> None:
