@@ -188,34 +188,41 @@ class Trainer:
             drop_last=shuffle and self.settings.drop_last,
         )
 
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimisation step on a collated batch at the sampler's current teacher-forcing
+        probability (forward, masked BCE, backward, clipping, optimizer and sampler step);
+        returns the loss. The model must be in training mode."""
+        features = batch["features"].to(self.device, non_blocking=True)
+        targets = batch["targets"].to(self.device, non_blocking=True)
+        mask = batch["mask"].to(self.device, non_blocking=True)
+        p_tf = float(self.sampler.probability)
+        amp = self.settings.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = self.model(features, targets, p_tf=p_tf, generator=self.forcing_rng)
+        loss = masked_bce(logits.float(), targets, mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.epoch + 1}, batch "
+                f"{self.batches_seen}: lower optimizer.lr or set trainer.grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.settings.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        self.sampler.step()
+        return loss.item()
+
     def train_epoch(self, loader: DataLoader, batch_log: csv.DictWriter | None) -> float:
         """One pass over the training data; one sampler step per batch."""
         self.model.train()
-        amp = self.settings.amp and self.device.type == "cuda"
         total, count = 0.0, 0
         bar = tqdm(
             loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.settings.progress
         )
         for batch in bar:
-            features = batch["features"].to(self.device, non_blocking=True)
-            targets = batch["targets"].to(self.device, non_blocking=True)
-            mask = batch["mask"].to(self.device, non_blocking=True)
             p_tf = float(self.sampler.probability)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = self.model(features, targets, p_tf=p_tf, generator=self.forcing_rng)
-            loss = masked_bce(logits.float(), targets, mask)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss is {loss.item()} at epoch {self.epoch + 1}, batch "
-                    f"{self.batches_seen}: lower optimizer.lr or set trainer.grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.settings.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            self.optimizer.step()
-            self.sampler.step()
-            value = loss.item()
+            value = self.train_step(batch)
             total, count = total + value, count + 1
             if batch_log is not None:
                 batch_log.writerow(

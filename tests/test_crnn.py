@@ -5,10 +5,11 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from sed.models import CRNN
-from sed.models.crnn import CRNNConfigError
+from sed.models import CRNN, recurrence
+from sed.models.crnn import CRNNConfigError, forcing_mask
 
 B, T, M, C = 3, 24, 40, 3
 CPU_LOOPS = ["eager", "hoisted"]
@@ -46,9 +47,10 @@ def grads(model, *tensors):
     return [p.grad.clone() for p in model.parameters()] + [t.grad.clone() for t in tensors]
 
 
-@pytest.mark.parametrize("loop,fused", [("eager", None), ("hoisted", False), ("hoisted", True)])
-def test_full_teacher_forcing_is_a_plain_gru(loop, fused):
-    model = make_model(loop=loop, fused_gru=fused)
+@pytest.mark.parametrize("loop", CPU_LOOPS)
+@pytest.mark.parametrize("grad", [False, True])  # hoisted: fused GRU without gradients
+def test_full_teacher_forcing_is_a_plain_gru(loop, grad):
+    model = make_model(loop=loop)
     gru = nn.GRU(model.feature_size + C, model.hidden, batch_first=True).double()
     with torch.no_grad():  # copy nn.GRU's weights into the GRUCell
         model.cell.weight_ih.copy_(gru.weight_ih_l0)
@@ -56,11 +58,13 @@ def test_full_teacher_forcing_is_a_plain_gru(loop, fused):
         model.cell.bias_ih.copy_(gru.bias_ih_l0)
         model.cell.bias_hh.copy_(gru.bias_hh_l0)
     x, y = make_data()
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         out = model(x, y, p_tf=1.0)
+    with torch.no_grad():
         hidden, _ = gru(torch.cat([model.encode(x), shift(y)], dim=-1))
         expected = model.fc(hidden)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    assert out.requires_grad == grad
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("loop", CPU_LOOPS)
@@ -175,7 +179,7 @@ def run_and_grad(model, x, y, p_tf, seed=7):
 def test_eager_equals_hoisted(label_feedback, p_tf, training):
     eager = make_model(loop="eager", label_feedback=label_feedback).train(training)
     hoisted = copy.deepcopy(eager)
-    hoisted.loop, hoisted.fused_gru = "hoisted", False
+    hoisted.loop = "hoisted"
     x, y = make_data()
     out_e, g_e = run_and_grad(eager, x, y, p_tf)
     out_h, g_h = run_and_grad(hoisted, x, y, p_tf)
@@ -184,6 +188,63 @@ def test_eager_equals_hoisted(label_feedback, p_tf, training):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     if label_feedback and p_tf == 0.5:  # the draws matter: other seeds give other outputs
         assert not torch.allclose(run_and_grad(eager, x, y, p_tf, seed=8)[0], out_e)
+
+
+def loop_inputs(model, x, y, p_tf, seed=7):
+    """What CRNN.forward hands its loop: conv features, shifted targets, forcing mask."""
+    fed = model.label_feedback and p_tf > 0
+    prev = F.pad(y[:, :-1], (0, 0, 1, 0)) if fed else None
+    mask = forcing_mask(B, T, p_tf, gen(seed), "cpu") if fed and p_tf < 1 else None
+    return model.encode(x), prev, mask
+
+
+FAST_PATHS = {
+    "hoisted": lambda m, f, prev, mask: recurrence.hoisted(m, f, prev, mask, keep=True),
+    "no_grad": lambda m, f, prev, mask: recurrence.hoisted(m, f, prev, mask, keep=False),
+    "fused_gru": lambda m, f, prev, mask: recurrence.fused_gru(m, f, prev),
+}
+
+
+@pytest.mark.parametrize("path", FAST_PATHS)
+@pytest.mark.parametrize("label_feedback", [True, False])
+@pytest.mark.parametrize("p_tf", [0.0, 0.5, 1.0])
+def test_every_fast_path_equals_the_plain_loop(path, label_feedback, p_tf):
+    """Each path fast_loop may pick, called directly: same logits and gradients as plain_loop."""
+    if path == "fused_gru" and label_feedback and p_tf < 1:
+        pytest.skip("the fused GRU runs only when no prediction is fed back")
+    model = make_model(label_feedback=label_feedback).train()
+    x, y = make_data()
+
+    def run(loop):
+        model.zero_grad()
+        xg = x.clone().requires_grad_(True)
+        out = loop(model, *loop_inputs(model, xg, y, p_tf))
+        if out.requires_grad:
+            (
+                out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+            ).sum().backward()
+        return out.detach(), grads(model, xg) if out.requires_grad else []
+
+    out, g = run(lambda m, *a: m.plain_loop(*a))
+    if path == "no_grad":
+        with torch.no_grad():
+            fast, _ = run(FAST_PATHS[path])
+    else:
+        fast, g_fast = run(FAST_PATHS[path])
+        for a, b in zip(g_fast, g, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(fast, out, rtol=1e-10, atol=1e-10)
+
+
+def test_no_grad_evaluation_equals_the_plain_loop_in_float32():
+    plain = make_model(dtype=torch.float32, loop="eager", channels=8, hidden=16)
+    fast = copy.deepcopy(plain)
+    fast.loop = "auto"
+    x, y = make_data(dtype=torch.float32, t=200)
+    with torch.no_grad():
+        for p_tf in (0.0, 0.5):
+            a, b = plain(x, y, p_tf, gen()), fast(x, y, p_tf, gen())
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_same_generator_seed_reproduces_and_auto_runs_on_cpu():
@@ -221,7 +282,7 @@ def test_cuda_graph_equals_eager(p_tf):
         x, y = x.cuda(), y.cuda()
         out_e, g_e = run_and_grad(eager, x, y, p_tf, seed=seed)
         out_g, g_g = run_and_grad(graphed, x, y, p_tf, seed=seed)
-        assert len(graphed._graphs) == 1 and next(iter(graphed._graphs.values())) is not None
+        assert recurrence.captured_graphs(graphed) == 1
         torch.testing.assert_close(out_g, out_e, rtol=1e-10, atol=1e-10)
         for a, b in zip(g_g, g_e, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
