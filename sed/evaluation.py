@@ -506,6 +506,23 @@ def ground_truth_dict(
     return gt
 
 
+def _scored_durations(
+    probs: Mapping[str, Any], durations: Mapping[str, float] | None, hop_seconds: float
+) -> dict[str, float]:
+    """Durations of exactly the scored files (default: T * hop each), or an error naming the
+    files that are scored but have no duration, or have a duration but no scores."""
+    if durations is None:
+        return {f: np.shape(p)[0] * float(hop_seconds) for f, p in probs.items()}
+    durations = {str(f): float(d) for f, d in durations.items()}
+    unscored = sorted(durations.keys() - probs.keys())
+    if unscored:
+        raise EvaluationError(f"file(s) {unscored[:5]} in durations have no predictions")
+    missing = sorted(probs.keys() - durations.keys())
+    if missing:
+        raise EvaluationError(f"predicted file(s) {missing[:5]} not in durations")
+    return durations
+
+
 def psds_from_scores(
     probs: Mapping[str, Any],
     hop_seconds: float,
@@ -531,15 +548,7 @@ def psds_from_scores(
     probs = {str(f): p for f, p in probs.items()}
     if not probs:
         raise EvaluationError("no scores given")
-    if durations is None:
-        durations = {f: np.shape(p)[0] * float(hop_seconds) for f, p in probs.items()}
-    durations = {str(f): float(d) for f, d in durations.items()}
-    missing = sorted(probs.keys() - durations.keys())
-    if missing:
-        raise EvaluationError(f"scored file(s) {missing[:5]} not in durations")
-    unscored = sorted(durations.keys() - probs.keys())
-    if unscored:
-        raise EvaluationError(f"file(s) {unscored[:5]} in durations have no scores")
+    durations = _scored_durations(probs, durations, hop_seconds)
     gt = ground_truth_dict(reference, classes, list(probs))
 
     # sed_scores_eval refuses classes without reference events (their TPR is undefined):
@@ -634,16 +643,7 @@ def evaluate_all(
     unscored = sorted(set(reference["filename"]) - probs.keys())
     if unscored:
         raise EvaluationError(f"reference file(s) {unscored[:5]} have no predictions")
-    if durations is None:
-        durations = {f: np.shape(p)[0] * float(hop_seconds) for f, p in probs.items()}
-    else:
-        durations = {str(f): float(d) for f, d in durations.items()}
-        unscored = sorted(durations.keys() - probs.keys())
-        if unscored:
-            raise EvaluationError(f"file(s) {unscored[:5]} in durations have no predictions")
-        missing = sorted(probs.keys() - durations.keys())
-        if missing:
-            raise EvaluationError(f"predicted file(s) {missing[:5]} not in durations")
+    durations = _scored_durations(probs, durations, hop_seconds)
     if estimated is None:
         estimated = probs_to_events(probs, hop_seconds, classes, postprocessing)
 

@@ -151,67 +151,84 @@ class ScheduledSampler(TeacherForcingSampler):
         return max(self.p_min, min(self.p_max, 1.0 - min(1.0 - self.p_min, decay)))
 
 
-class LinearDecay(TeacherForcingSampler):
+class _BengioDecay(TeacherForcingSampler):
+    """Bengio et al. (2015) decays: one rate parameter (`_rate`) and the [p_min, p_max] clip."""
+
+    _rate = ""
+    _params: tuple[str, ...] = ()
+
+    def __init__(
+        self, rate: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
+    ) -> None:
+        super().__init__()
+        value = _number(self._rate, rate)
+        problem = self._check(value)
+        if problem:
+            raise SamplerError(f"{self._rate} {problem}, got {rate!r}")
+        setattr(self, self._rate, value)
+        self.p_min, self.p_max = _bounds(p_min, p_max)
+
+    @staticmethod
+    def _check(value: float) -> str:
+        """What is wrong with the rate parameter, or "" when it is fine."""
+        return ""
+
+
+class LinearDecay(_BengioDecay):
     """Bengio et al. (2015) linear decay: p = max(p_min, p_max - c * i).
 
     The paper's offset k is p_max and its floor epsilon is p_min; c = (p_max - p_min) / N reaches
     p_min after N batches.
     """
 
-    _params = ("c", "p_min", "p_max")
+    _rate, _params = "c", ("c", "p_min", "p_max")
 
-    def __init__(
-        self, c: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
-    ) -> None:
-        super().__init__()
-        self.c = _number("c", c)
-        if self.c < 0:
-            raise SamplerError(f"c (the slope per batch) must be >= 0, got {c!r}")
-        self.p_min, self.p_max = _bounds(p_min, p_max)
+    def __init__(self, c: float, p_min: float = 0.0, p_max: float = 1.0, **kw) -> None:
+        super().__init__(c, p_min, p_max, **kw)
+
+    @staticmethod
+    def _check(value: float) -> str:
+        return "" if value >= 0 else "(the slope per batch) must be >= 0"
 
     def _at(self, i: int) -> float:
         """max(p_min, p_max - c * i)."""
         return max(self.p_min, self.p_max - self.c * i)
 
 
-class ExponentialDecay(TeacherForcingSampler):
+class ExponentialDecay(_BengioDecay):
     """Bengio et al. (2015) exponential decay: p = max(p_min, p_max * k**i) with 0 < k <= 1.
 
     The paper's form is k**i (p_max = 1, p_min = 0).
     """
 
-    _params = ("k", "p_min", "p_max")
+    _rate, _params = "k", ("k", "p_min", "p_max")
 
-    def __init__(
-        self, k: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
-    ) -> None:
-        super().__init__()
-        self.k = _number("k", k)
-        if not 0.0 < self.k <= 1.0:
-            raise SamplerError(f"k must be in (0, 1] for exponential decay, got {k!r}")
-        self.p_min, self.p_max = _bounds(p_min, p_max)
+    def __init__(self, k: float, p_min: float = 0.0, p_max: float = 1.0, **kw) -> None:
+        super().__init__(k, p_min, p_max, **kw)
+
+    @staticmethod
+    def _check(value: float) -> str:
+        return "" if 0.0 < value <= 1.0 else "must be in (0, 1] for exponential decay"
 
     def _at(self, i: int) -> float:
         """max(p_min, p_max * k**i); k**i underflows to 0 for huge i without an error."""
         return max(self.p_min, self.p_max * self.k**i)
 
 
-class InverseSigmoidDecay(TeacherForcingSampler):
+class InverseSigmoidDecay(_BengioDecay):
     """Bengio et al. (2015) inverse sigmoid decay: p = k / (k + exp(i / k)), k >= 1.
 
     Clipped to [p_min, p_max] (defaults 0 and 1: the paper's form). Larger k decays later.
     """
 
-    _params = ("k", "p_min", "p_max")
+    _rate, _params = "k", ("k", "p_min", "p_max")
 
-    def __init__(
-        self, k: float, p_min: float = 0.0, p_max: float = 1.0, *, num_batches: int | None = None
-    ) -> None:
-        super().__init__()
-        self.k = _number("k", k)
-        if self.k < 1.0:
-            raise SamplerError(f"k must be >= 1 for inverse sigmoid decay, got {k!r}")
-        self.p_min, self.p_max = _bounds(p_min, p_max)
+    def __init__(self, k: float, p_min: float = 0.0, p_max: float = 1.0, **kw) -> None:
+        super().__init__(k, p_min, p_max, **kw)
+
+    @staticmethod
+    def _check(value: float) -> str:
+        return "" if value >= 1.0 else "must be >= 1 for inverse sigmoid decay"
 
     def _at(self, i: int) -> float:
         """k / (k + exp(i/k)) = sigmoid(log k - i/k), evaluated without overflow for huge i."""

@@ -103,14 +103,12 @@ def bootstrap(
     """{metric: (value on all files, low, high)}: percentile bootstrap over files."""
     c = counts[list(COUNT_COLUMNS)].to_numpy(np.float64)
     sums = _weights(len(c), n_resamples, seed) @ c
-    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-    out = {}
-    for name in metrics:
-        point = float(metric_from_counts(c.sum(0), name))
-        samples = metric_from_counts(sums, name)
-        low, high = np.nanpercentile(samples, [lo, hi])
-        out[name] = (point, float(low), float(high))
-    return out
+    return {
+        name: _interval(
+            metric_from_counts(c.sum(0), name), metric_from_counts(sums, name), confidence
+        )
+        for name in metrics
+    }
 
 
 def paired_bootstrap(
@@ -128,11 +126,19 @@ def paired_bootstrap(
     a = counts_a.loc[sorted(counts_a.index), list(COUNT_COLUMNS)].to_numpy(np.float64)
     b = counts_b.loc[sorted(counts_b.index), list(COUNT_COLUMNS)].to_numpy(np.float64)
     w = _weights(len(a), n_resamples, seed)
-    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-    out = {}
-    for name in metrics:
-        point = float(metric_from_counts(a.sum(0), name) - metric_from_counts(b.sum(0), name))
-        diff = metric_from_counts(w @ a, name) - metric_from_counts(w @ b, name)
-        low, high = np.nanpercentile(diff, [lo, hi])
-        out[name] = (point, float(low), float(high))
-    return out
+
+    def delta(sums_a: np.ndarray, sums_b: np.ndarray, name: str) -> np.ndarray:
+        return metric_from_counts(sums_a, name) - metric_from_counts(sums_b, name)
+
+    return {
+        name: _interval(delta(a.sum(0), b.sum(0), name), delta(w @ a, w @ b, name), confidence)
+        for name in metrics
+    }
+
+
+def _interval(
+    point: np.ndarray, samples: np.ndarray, confidence: float
+) -> tuple[float, float, float]:
+    """(point, low, high): the central `confidence` percentile interval of `samples`."""
+    low, high = np.nanpercentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(point), float(low), float(high)

@@ -212,17 +212,7 @@ def test_train_evaluate_and_predict_agree(trained_run: dict, tmp_path: Path):
         assert (out / name).read_text() == (run_dir / name).read_text()
 
     # sed.predict on the test audio: the same probabilities and the same event table.
-    output = tmp_path / "predict" / "events.tsv"
-    predict(
-        entry_config(
-            "predict",
-            checkpoint=str(run_dir / "checkpoints" / "best.pt"),
-            input=str(trained_run["root"] / "audio" / "test"),
-            output=str(output),
-            save_probabilities=True,
-            device="cpu",
-        )
-    )
+    output = _predict_test_audio(trained_run, tmp_path / "predict", save_probabilities=True)
     for name, expected in probs["test"].items():
         saved = np.load(output.with_name("events_probabilities") / f"{name}.npy")
         np.testing.assert_allclose(saved, expected, rtol=0, atol=1e-6)
@@ -246,17 +236,7 @@ def test_overrides_apply_the_same_way_in_evaluate_and_predict(trained_run: dict,
     )
     expected = PostProcessing(threshold=0.45, median_seconds=0.3, min_duration=0.1).to_dict()
     assert json.loads((out / "postprocess.json").read_text()) == expected
-    output = tmp_path / "events.tsv"
-    predict(
-        entry_config(
-            "predict",
-            checkpoint=str(run_dir / "checkpoints" / "best.pt"),
-            input=str(trained_run["root"] / "audio" / "test"),
-            output=str(output),
-            device="cpu",
-            postprocess=overrides,
-        )
-    )
+    output = _predict_test_audio(trained_run, tmp_path, postprocess=overrides)
     assert output.read_text() == (out / "predictions" / "test.tsv").read_text()
 
 
@@ -264,3 +244,19 @@ def test_evaluate_names_a_bad_split(trained_run: dict, tmp_path):
     cfg = entry_config("evaluate", run_dir=str(trained_run["run_dir"]), splits=["dev"])
     with pytest.raises(ValueError, match=r"splits=\['dev'\]"):
         evaluate(cfg, out_dir=tmp_path / "evaluation")
+
+
+def _predict_test_audio(trained_run: dict, out_dir, **overrides):
+    """`sed.predict` of the run's best checkpoint over its test audio; returns the event TSV."""
+    output = out_dir / "events.tsv"
+    predict(
+        entry_config(
+            "predict",
+            checkpoint=str(trained_run["run_dir"] / "checkpoints" / "best.pt"),
+            input=str(trained_run["root"] / "audio" / "test"),
+            output=str(output),
+            device="cpu",
+            **overrides,
+        )
+    )
+    return output
