@@ -1,7 +1,8 @@
 """Event annotations: DESED TSV and TUT .ann files, validated row by row, and frame targets.
 
-An event table is a DataFrame with COLUMNS (seconds). Frame i of the feature grid covers
-[i * hop, (i + 1) * hop) seconds, as in DESIGN.md.
+An event table is a DataFrame with COLUMNS (seconds). Frame i of the frame grid covers
+[i * hop, (i + 1) * hop) seconds, as in DESIGN.md; `sed.features` documents the grid, and its
+feature frame i is centred on (i + 0.5) * hop, the centre by which targets are decided here.
 """
 
 import math
@@ -131,8 +132,9 @@ def events_to_frames(
 ) -> np.ndarray:
     """Frame targets [T, C] float32 for one file's events on the DESIGN frame grid.
 
-    Frame i is active iff its centre (i + 0.5) * hop lies in [onset, offset); an event too short
-    to contain a centre still marks the frame holding its onset. Frames past num_frames are cut.
+    Frame i is active iff its centre (i + 0.5) * hop, where its feature window is centred, lies in
+    [onset, offset); an event too short to contain a centre still marks the frame holding its
+    onset. Frames past num_frames (`sed.features.num_frames`, the feature count) are cut.
     """
     column = {label: c for c, label in enumerate(classes)}
     targets = np.zeros((num_frames, len(classes)), dtype=np.float32)

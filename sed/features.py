@@ -1,5 +1,14 @@
 """Log-mel features: the LogMel module, an on-disk feature cache and dataset normalisation.
 
+The frame grid, shared by features, targets (`sed.annotations.events_to_frames`) and predictions
+(`sed.postprocess.frames_to_events`): frame i covers samples [i*hop, (i+1)*hop), i.e. seconds
+[i*hop, (i+1)*hop) / sample_rate, and a waveform of N samples has T = ceil(N / hop) frames, so
+every sample lies in exactly one frame. Feature frame i is the STFT window centred on sample
+i*hop + hop//2, the middle of its interval ((i + 0.5) * hop, within half a sample for odd hop):
+the signal is zero-padded by n_fft//2 - hop//2 on the left and as needed on the right (silence
+outside the file, as librosa's default; reflecting would let a last frame centred past the end
+see a mirror image of the audio before it).
+
 Every clip's features depend on that clip alone (no batch-wide dB clamping), so features are
 the same whether computed alone, in a batch, on CPU or on GPU, and can be cached per file.
 """
@@ -48,12 +57,12 @@ class FeatureError(ValueError):
 
 
 def num_frames(num_samples: int, hop_length: int) -> int:
-    """Number of centred frames LogMel gives for a waveform: frame i covers [i*hop, (i+1)*hop)."""
+    """Frames of the grid for a waveform, ceil(samples / hop): frame i covers [i*hop, (i+1)*hop)."""
     if num_samples < 0 or hop_length <= 0:
         raise FeatureError(
             f"num_frames needs num_samples >= 0 and hop_length > 0, got {num_samples}, {hop_length}"
         )
-    return 1 + num_samples // hop_length
+    return -(-num_samples // hop_length)
 
 
 def _as_int(key: str, value: Any) -> int:
@@ -109,22 +118,12 @@ def _torchlibrosa_spectrogram(
     )
 
 
-def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Reflect-pad the last dim by pad on both sides, also when pad >= length (as numpy does)."""
-    if x.shape[-1] == 1:
-        return F.pad(x, (pad, pad), mode="replicate")
-    while pad > 0:
-        step = min(pad, x.shape[-1] - 1)
-        x = F.pad(x, (step, step), mode="reflect")
-        pad -= step
-    return x
-
-
 class LogMel(nn.Module):
-    """Log-mel energies in dB, waveform [B, samples] -> [B, T, n_mels] with T = 1 + samples // hop.
+    """Log-mel energies in dB, waveform [B, samples] -> [B, T, n_mels] with T = ceil(samples / hop).
 
-    Frames are centred (reflect padding by n_fft // 2), power spectrogram, librosa-style mel
-    filters (slaney scale and norm), 10 * log10(max(amin, mel)). backend="torchlibrosa" uses
+    Frame i is the window centred on its grid interval [i*hop, (i+1)*hop) (module docstring; zero
+    padding), power spectrogram, librosa-style mel filters (slaney scale and norm),
+    10 * log10(max(amin, mel)). backend="torchlibrosa" uses
     torchlibrosa's Spectrogram + LogmelFilterBank (the seed design); backend="torchaudio" uses
     torchaudio's MelSpectrogram + AmplitudeToDB with matching filters. top_db, if given, clamps
     each clip against its own maximum, never the batch's.
@@ -164,8 +163,10 @@ class LogMel(nn.Module):
             raise FeatureError(
                 f"feature parameter 'win_length' must be in (0, n_fft={n_fft}], got {win_length}"
             )
-        if hop_length <= 0:
-            raise FeatureError(f"feature parameter 'hop_length' must be > 0, got {hop_length}")
+        if not 0 < hop_length <= n_fft:  # a larger hop skips samples, and n_fft//2 - hop//2 < 0
+            raise FeatureError(
+                f"feature parameter 'hop_length' must be in (0, n_fft={n_fft}], got {hop_length}"
+            )
         if n_mels <= 0:
             raise FeatureError(f"feature parameter 'n_mels' must be > 0, got {n_mels}")
         if fmax > sample_rate / 2:
@@ -251,7 +252,7 @@ class LogMel(nn.Module):
         return self.mel(self.spectrogram(frames)).transpose(1, 2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Waveform [B, samples] -> log-mel [B, 1 + samples // hop_length, n_mels]."""
+        """Waveform [B, samples] -> log-mel [B, ceil(samples / hop_length), n_mels]."""
         if waveform.ndim != 2:
             raise FeatureError(
                 f"LogMel expects a waveform [batch, samples], got shape {tuple(waveform.shape)}"
@@ -259,8 +260,11 @@ class LogMel(nn.Module):
         if waveform.shape[-1] == 0:
             raise FeatureError("LogMel got an empty waveform (0 samples)")
         buffer = next(self.buffers())
-        x = _reflect_pad(waveform.to(device=buffer.device, dtype=buffer.dtype), self.n_fft // 2)
         total = num_frames(waveform.shape[-1], self.hop_length)
+        # Window i spans padded samples [i*hop, i*hop + n_fft): centred on i*hop + hop//2.
+        left = self.n_fft // 2 - self.hop_length // 2
+        right = (total - 1) * self.hop_length + self.n_fft - left - waveform.shape[-1]
+        x = F.pad(waveform.to(device=buffer.device, dtype=buffer.dtype), (left, right))
         step = max(1, _CHUNK_FRAMES // waveform.shape[0])
         if total <= step:
             out = self._log_mel(x)

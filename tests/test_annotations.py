@@ -264,7 +264,7 @@ def test_events_frames_events_round_trip_within_one_hop(seed):
     rng = np.random.default_rng(seed)
     classes, hop, seconds = ["a", "b", "c"], 0.02 + 0.01 * seed, 30.0
     events = random_events(rng, classes, hop, seconds)
-    num_frames = int(np.ceil(seconds / hop)) + 1
+    num_frames = int(np.ceil(seconds / hop))
     back = targets_to_events(events_to_frames(events, num_frames, hop, classes), hop, classes)
     assert len(events) > 20
     for label in classes:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["DatasetError", "FileDataset", "SequenceDataset", "collate"]
+__all__ = ["DatasetError", "FileDataset", "SequenceDataset", "collate", "window_starts"]
 
 
 class DatasetError(ValueError):
@@ -69,12 +69,24 @@ def _positive(key: str, value: Any) -> int:
     return int(value)
 
 
+def window_starts(length: int, seq_len: int, hop: int) -> list[int]:
+    """First frames of the training windows of a file: every hop frames, the last one ending at
+    the file's end (overlapping its neighbour); one window at 0 when length <= seq_len."""
+    last = max(length - seq_len, 0)
+    starts = list(range(0, last, hop))
+    return [*starts, last]
+
+
 class SequenceDataset(Dataset):
     """Fixed-length training sequences: each file cut into windows of seq_len frames.
 
-    Windows start every hop frames (default seq_len: consecutive, non-overlapping) until one
-    reaches the file's end; the last window and files shorter than seq_len are zero-padded,
-    with mask False on the padding.
+    Windows start every hop frames (default seq_len: consecutive) and the last one ends at the
+    file's end, overlapping its neighbour rather than being padded, so only files shorter than
+    the window hold padding. The window is min(seq_len, longest file) frames: a set of equally
+    long short clips has none either. Padding is zeros with mask False; it never counts in the
+    loss, but BatchNorm in training mode takes its statistics over every frame of the batch, so
+    the remaining padded frames (`padding_share`, 0 whenever every file has at least seq_len
+    frames or all files have one length) do enter them. The windows depend on the lengths only.
     """
 
     def __init__(
@@ -85,18 +97,24 @@ class SequenceDataset(Dataset):
         seq_len: int = 1024,
         hop: int | None = None,
     ) -> None:
-        self.seq_len = _positive("seq_len", seq_len)
-        self.hop = self.seq_len if hop is None else _positive("hop", hop)
+        seq_len = _positive("seq_len", seq_len)
+        self.hop = seq_len if hop is None else _positive("hop", hop)
         self.features, self.targets, self.filenames = _tensors(features, targets, filenames)
+        if not self.features:
+            raise DatasetError("SequenceDataset got no files to cut into training windows")
+        self.seq_len = min(seq_len, max(x.shape[0] for x in self.features))
         # (file index, first frame, valid frames) of every window, computed once.
-        self.index: list[tuple[int, int, int]] = []
-        for i, x in enumerate(self.features):
-            length, start = x.shape[0], 0
-            while True:
-                self.index.append((i, start, min(self.seq_len, length - start)))
-                if start + self.seq_len >= length:
-                    break
-                start += self.hop
+        self.index: list[tuple[int, int, int]] = [
+            (i, start, min(self.seq_len, x.shape[0]))
+            for i, x in enumerate(self.features)
+            for start in window_starts(x.shape[0], self.seq_len, self.hop)
+        ]
+
+    @property
+    def padding_share(self) -> float:
+        """Fraction of all window frames that are padding (mask False)."""
+        valid = sum(v for _, _, v in self.index)
+        return 1.0 - valid / (len(self.index) * self.seq_len)
 
     def __len__(self) -> int:
         return len(self.index)
