@@ -34,7 +34,7 @@ from sed.data import synthetic
 from sed.evaluation import evaluate_events
 from sed.postprocess import frames_to_events
 
-OFFSETS_DB = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)  # theta grid, relative to AUDIBLE_DB
+OFFSETS_DB = tuple(range(-6, 7, 2))  # theta grid (dB), relative to AUDIBLE_DB
 
 
 def class_ratios(root: Path, split: str, hop_seconds: float) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -446,3 +447,18 @@ def test_cli_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[st
         synthetic.main([str(tmp_path / "cli"), "--clip-seconds", "0"])
     assert exit_info.value.code == 2 and "clip_seconds" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+def test_oracle_on_the_annotation_grid_reproduces_the_labels(tiny: Path) -> None:
+    """scripts/oracle_ceiling.py, at the labels' own grid and margin, scores perfectly."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "oracle_ceiling.py"
+    spec = importlib.util.spec_from_file_location("oracle_ceiling", path)
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    hop = synthetic.FRAME_SECONDS
+    for split in ("validation", "test"):
+        ratios = oracle.class_ratios(tiny, split, hop)
+        exact = oracle.score(tiny, split, oracle.oracle_events(ratios, synthetic.AUDIBLE_DB, hop))
+        assert exact["event_f1"] == 1.0 and exact["event_er"] == 0.0, exact
+        late = oracle.oracle_events(ratios, synthetic.AUDIBLE_DB + 6, hop)
+        assert oracle.score(tiny, split, late)["event_f1"] < 1.0

@@ -83,7 +83,7 @@ class SyntheticError(ValueError):
 
 # --------------------------------------------------------------------------------------------
 # Signal helpers. Every renderer returns float64 samples whose first and last samples are
-# non-zero, so the annotated span is exactly the event's extent.
+# non-zero, so an event's rendered extent (Source.start .. Source.stop) is exactly its sound.
 
 
 def _fmax(sr: int) -> float:
