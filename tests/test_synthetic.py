@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -77,22 +78,148 @@ def test_files_match_render_clip(tiny: Path) -> None:
         np.testing.assert_array_equal(_samples(got["offset"], sr), _samples(expected["offset"], sr))
 
 
-def test_annotated_spans_are_exact_to_the_sample() -> None:
+def _reference_power(x: np.ndarray, sr: int, band: tuple[float, float]) -> np.ndarray:
+    """Band power per 10 ms frame, written independently of the generator (docs/synthetic.md)."""
+    hop = round(synthetic.FRAME_SECONDS * sr)
+    window = signal.get_window("hann", 2 * hop)
+    padded = np.concatenate([np.zeros(hop // 2), x, np.zeros(2 * hop)])
+    frames = np.stack([padded[t * hop : t * hop + 2 * hop] for t in range(-(-len(x) // hop))])
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(2 * hop, 1 / sr)
+    keep = (freqs >= band[0]) & (freqs < band[1])
+    return 2 * power[:, keep].sum(axis=1) / (2 * hop * np.sum(window**2))
+
+
+def _ratios_db(scene: synthetic.Scene, sr: int) -> list[np.ndarray]:
+    """Per source: its class-band power over the rest of the clip's, in dB, per frame."""
+    audio = scene.audio.astype(np.float64)
+    out = []
+    for src in scene.sources:
+        alone = np.zeros(len(audio))
+        alone[src.start : src.stop] = src.signal
+        band = class_band(src.label, sr)
+        rest = np.maximum(
+            _reference_power(audio - alone, sr, band), 10 ** (synthetic.FLOOR_DB / 10)
+        )
+        with np.errstate(divide="ignore"):
+            out.append(10 * np.log10(_reference_power(alone, sr, band) / rest))
+    return out
+
+
+def _reference_annotations(scene: synthetic.Scene, sr: int) -> list[tuple[int, int, str]]:
+    """The audible-extent definition, recomputed: audible frames clipped to each source, unioned
+    per class, gaps shorter than MERGE_GAP_SECONDS filled."""
+    hop = round(synthetic.FRAME_SECONDS * sr)
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for src, ratio in zip(scene.sources, _ratios_db(scene, sr), strict=True):
+        for t in np.flatnonzero(ratio >= synthetic.AUDIBLE_DB):
+            start, stop = max(t * hop, src.start), min((t + 1) * hop, src.stop)
+            if start < stop:
+                spans.setdefault(src.label, []).append((start, stop))
+    out = []
+    for label, pieces in spans.items():
+        merged = [list(p) for p in sorted(pieces)[:1]]
+        for start, stop in sorted(pieces)[1:]:
+            if start - merged[-1][1] < round(synthetic.MERGE_GAP_SECONDS * sr):
+                merged[-1][1] = max(merged[-1][1], stop)
+            else:
+                merged.append([start, stop])
+        out += [(start, stop, label) for start, stop in merged]
+    return sorted(out)
+
+
+def test_band_energy_matches_the_reference_and_full_scale() -> None:
+    sr, hop = 8000, 80
+    t = np.arange(sr) / sr
+    sine = np.sin(2 * np.pi * 1000 * t)
+    power = synthetic.band_energy(sine, sr, (500.0, 2000.0), hop)
+    np.testing.assert_allclose(power[2:-2], 0.5, rtol=0.01)  # full-scale sine: mean square 0.5
+    assert synthetic.band_energy(sine, sr, (2500.0, 4000.0), hop)[2:-2].max() < 1e-6
+    noise = np.random.default_rng(0).standard_normal(3 * sr + 37)
+    np.testing.assert_allclose(
+        synthetic.band_energy(noise, sr, (300.0, 3000.0), hop),
+        _reference_power(noise, sr, (300.0, 3000.0)),
+        rtol=1e-9,
+    )
+
+
+def test_annotations_are_the_audible_extents() -> None:
+    """Labels equal the documented definition, recomputed here, to the sample."""
     sr = 8000
-    params = {"clip_seconds": 4.0, "sample_rate": sr, "events_per_clip": (3, 5)}
     checked = 0
-    for index in range(4):
-        audio, events = render_clip("test", index, background=False, **params)
-        covered = np.zeros(len(audio), dtype=bool)
-        for start, stop in zip(
-            _samples(events["onset"], sr), _samples(events["offset"], sr), strict=True
-        ):
-            assert 0 <= start < stop <= len(audio)
-            assert audio[start] != 0 and audio[stop - 1] != 0  # the span starts and ends on sound
-            covered[start:stop] = True
-            checked += 1
-        assert not np.any(audio[~covered])  # no sound outside the annotated spans
-    assert checked >= 12
+    for index in range(6):
+        scene = synthetic.render_scene("test", index, clip_seconds=6.0, sample_rate=sr)
+        events = scene.events
+        got = list(
+            zip(
+                _samples(events["onset"], sr).tolist(),
+                _samples(events["offset"], sr).tolist(),
+                events["event_label"],
+                strict=True,
+            )
+        )
+        assert got == _reference_annotations(scene, sr)
+        assert scene.heard == [
+            any(label == s.label and s.start <= a < b <= s.stop for a, b, label in got)
+            for s in scene.sources
+        ]
+        checked += len(got)
+    assert checked >= 15
+
+
+def test_energy_crosses_the_margin_at_onsets_and_offsets() -> None:
+    """At each annotated onset the class's band power rises past AUDIBLE_DB over the rest within
+    two frames (having been below it just before, unless an event starts there); the mirror at
+    offsets. Rendered extents (the old labels) do not have this property."""
+    sr, hop = 8000, round(synthetic.FRAME_SECONDS * 8000)
+    onsets = offsets = 0
+    early = []
+    for index in range(8):
+        scene = synthetic.render_scene("validation", index, clip_seconds=8.0, sample_rate=sr)
+        ratios = _ratios_db(scene, sr)
+        for row in scene.events.itertuples():
+            mine = [
+                r for s, r in zip(scene.sources, ratios, strict=True) if s.label == row.event_label
+            ]
+            loudest = np.max(mine, axis=0)
+            first = round(row.onset * sr) // hop
+            last = -(-round(row.offset * sr) // hop) - 1
+            starts = {s.start for s in scene.sources if s.label == row.event_label}
+            stops = {s.stop for s in scene.sources if s.label == row.event_label}
+            assert loudest[first : first + 2].max() >= synthetic.AUDIBLE_DB, row
+            assert loudest[max(last - 1, 0) : last + 1].max() >= synthetic.AUDIBLE_DB, row
+            if first > 0 and round(row.onset * sr) not in starts:
+                assert loudest[first - 1] < synthetic.AUDIBLE_DB, row
+                onsets += 1
+            if last + 1 < len(loudest) and round(row.offset * sr) not in stops:
+                assert loudest[last + 1] < synthetic.AUDIBLE_DB, row
+                offsets += 1
+        for src, ratio in zip(scene.sources, ratios, strict=True):
+            early.append(
+                ratio[src.start // hop : src.start // hop + 2].max() < synthetic.AUDIBLE_DB
+            )
+    assert onsets >= 10 and offsets >= 10
+    assert np.mean(early) > 0.2  # many rendered onsets lie before the sound can be heard
+
+
+def test_hard_to_hear_events_exist() -> None:
+    """Quiet scenes hold events never heard (not annotated) and annotated ones near the margin."""
+    sr, hop = 8000, round(synthetic.FRAME_SECONDS * 8000)
+    params = {"clip_seconds": 6.0, "sample_rate": sr, "snr_db": (-15.0, 0.0)}
+    peaks, unheard, heard = [], 0, 0
+    for index in range(8):
+        scene = synthetic.render_scene("train", index, **params)
+        ratios = _ratios_db(scene, sr)
+        for src, ratio, audible in zip(scene.sources, ratios, scene.heard, strict=True):
+            own = ratio[src.start // hop : -(-src.stop // hop)]  # frames holding src's samples
+            assert audible == bool(np.any(own >= synthetic.AUDIBLE_DB))
+            if audible:
+                heard += 1
+                peaks.append(ratio.max())
+            else:
+                unheard += 1
+    assert unheard >= 1 and heard >= 10
+    assert np.mean(np.array(peaks) < synthetic.AUDIBLE_DB + 3) > 0.1
 
 
 def test_event_band_energy_stands_above_background(tmp_path: Path) -> None:
@@ -320,3 +447,18 @@ def test_cli_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[st
         synthetic.main([str(tmp_path / "cli"), "--clip-seconds", "0"])
     assert exit_info.value.code == 2 and "clip_seconds" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+def test_oracle_on_the_annotation_grid_reproduces_the_labels(tiny: Path) -> None:
+    """scripts/oracle_ceiling.py, at the labels' own grid and margin, scores perfectly."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "oracle_ceiling.py"
+    spec = importlib.util.spec_from_file_location("oracle_ceiling", path)
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    hop = synthetic.FRAME_SECONDS
+    for split in ("validation", "test"):
+        ratios = oracle.class_ratios(tiny, split, hop)
+        exact = oracle.score(tiny, split, oracle.oracle_events(ratios, synthetic.AUDIBLE_DB, hop))
+        assert exact["event_f1"] == 1.0 and exact["event_er"] == 0.0, exact
+        late = oracle.oracle_events(ratios, synthetic.AUDIBLE_DB + 6, hop)
+        assert oracle.score(tiny, split, late)["event_f1"] < 1.0

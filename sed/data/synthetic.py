@@ -4,8 +4,15 @@ No real dataset can be downloaded, so a new user trains on this at once. Each cl
 background noise (pink/brown mixture with a slowly varying level) plus 0..N events of eight
 classes, each with its own signature, loudness envelope and a per-event SNR measured in the
 class's band against the local background. Polyphony never exceeds `max_polyphony`.
-An event's annotated span is exactly the samples where its envelope is non-zero
-(onset = first sample / sr, offset = one past the last sample / sr).
+
+Events are annotated where they can be heard, not where their envelope is non-zero (slow fades,
+swells and pass-bys make the two differ by seconds): on a 10 ms frame grid, a frame of an event
+is audible when the event's energy in its class band is at least AUDIBLE_DB relative to the
+energy of everything else in the clip (background and other events) in that band. A class is
+annotated over the audible frames of its events (clipped to each event's samples), with gaps
+shorter than MERGE_GAP_SECONDS filled. An event never audible is not annotated (its sound stays
+in the clip).
+docs/synthetic.md gives the definition in full and the oracle ceiling it implies.
 
 Every clip is drawn from its own generator, seeded by (seed, split, index), so a clip does not
 depend on the other clips or on the split sizes, and the same params give bit-identical files.
@@ -43,11 +50,17 @@ try:  # POSIX advisory locks keep concurrent ensure() calls (parallel sweeps) fr
 except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None
 
-VERSION = 1  # bump when the generator's output changes for the same params
+VERSION = 2  # bump when the generator's output changes for the same params (2: audible extents)
 SPLITS = ("train", "validation", "test")
 _SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
 SUBTYPE = "PCM_16"  # every clip is written as 16-bit PCM WAV
 PEAK = 10 ** (-1 / 20)  # a clip whose peak exceeds -1 dBFS is scaled down to it (no clipping)
+
+# Audibility (see the module docstring and docs/synthetic.md).
+FRAME_SECONDS = 0.01  # annotation frame grid; frame t covers samples [t * hop, (t + 1) * hop)
+AUDIBLE_DB = -6.0  # event-to-rest energy ratio in the class band at which a frame is audible
+MERGE_GAP_SECONDS = 1.0  # a class inaudible for less than this stays one annotation
+FLOOR_DB = -100.0  # the rest of the clip counts as at least this loud (dB re full-scale power)
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -70,7 +83,7 @@ class SyntheticError(ValueError):
 
 # --------------------------------------------------------------------------------------------
 # Signal helpers. Every renderer returns float64 samples whose first and last samples are
-# non-zero, so the annotated span is exactly the event's extent.
+# non-zero, so an event's rendered extent (Source.start .. Source.stop) is exactly its sound.
 
 
 def _fmax(sr: int) -> float:
@@ -494,10 +507,135 @@ def _clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_CODE[split], index]))
 
 
-def _render(
-    split: str, index: int, params: dict[str, Any]
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """(audio float32, events, per-sample polyphony) of one clip; see render_clip."""
+@dataclass(frozen=True)
+class Source:
+    """One rendered event as it sits in its clip: samples [start, start + len(signal))."""
+
+    label: str
+    start: int
+    signal: np.ndarray  # float64, scaled exactly as mixed into the clip
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.signal)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One clip: its audio, its annotations (audible extents) and every rendered event."""
+
+    audio: np.ndarray  # float32, before WAV quantisation
+    events: pd.DataFrame  # COLUMNS; the annotations generate writes
+    sources: list[Source]  # in rendering order, audible or not
+    heard: list[bool]  # per source: audible in at least one frame (so annotated)
+
+
+def frame_hop(sample_rate: int) -> int:
+    """Samples per annotation frame (FRAME_SECONDS at this rate)."""
+    return int(round(FRAME_SECONDS * sample_rate))
+
+
+def _spectra(x: np.ndarray, hop: int, frames: range, offset: int = 0) -> np.ndarray:
+    """Hann-windowed spectra [frames, hop + 1] of x, whose sample 0 sits at clip sample offset.
+
+    Frame t covers clip samples [t * hop, (t + 1) * hop); its window of 2 * hop samples is
+    centred on it, [t * hop - hop // 2, t * hop - hop // 2 + 2 * hop), zeros outside x.
+    """
+    first = frames.start * hop - hop // 2 - offset
+    need = (len(frames) + 1) * hop
+    chunk = np.zeros(need)
+    lo, hi = max(first, 0), min(first + need, len(x))
+    if hi > lo:
+        chunk[lo - first : hi - first] = x[lo:hi]
+    windows = np.lib.stride_tricks.sliding_window_view(chunk, 2 * hop)[::hop][: len(frames)]
+    return sfft.rfft(windows * _hann(2 * hop), axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(length: int) -> np.ndarray:
+    return signal.get_window("hann", length)
+
+
+def _in_band(spec: np.ndarray, sample_rate: int, band: tuple[float, float]) -> np.ndarray:
+    """Per-frame power in band (Hz) from _spectra output, relative to full scale."""
+    n = 2 * (spec.shape[1] - 1)
+    freqs = sfft.rfftfreq(n, 1 / sample_rate)
+    keep = (freqs >= band[0]) & (freqs < band[1])
+    power = spec[:, keep].real ** 2 + spec[:, keep].imag ** 2
+    return 2 * power.sum(axis=1) / (n * np.sum(_hann(n) ** 2))
+
+
+def band_energy(
+    x: np.ndarray,
+    sample_rate: int,
+    band: tuple[float, float],
+    hop: int,
+    frames: range | None = None,
+) -> np.ndarray:
+    """Power of x in band (Hz) per frame of hop samples, from a 2 * hop Hann window centred on it.
+
+    Frame t covers samples [t * hop, (t + 1) * hop), its window [t * hop - hop // 2, t * hop -
+    hop // 2 + 2 * hop) (zeros outside x); a full-scale sine in the band gives about 0.5.
+    `frames` (default: every frame of x) selects a range of frames.
+    """
+    if frames is None:
+        frames = range(-(-len(x) // hop))
+    return _in_band(_spectra(x, hop, frames), sample_rate, band)
+
+
+def audible_frames(event_energy: np.ndarray, rest_energy: np.ndarray) -> np.ndarray:
+    """Frames where the event is audible: event >= 10 ** (AUDIBLE_DB / 10) * max(rest, FLOOR)."""
+    floor = 10 ** (FLOOR_DB / 10)
+    return event_energy >= 10 ** (AUDIBLE_DB / 10) * np.maximum(rest_energy, floor)
+
+
+def _annotate(
+    audio: np.ndarray, sources: list[Source], sr: int
+) -> tuple[list[tuple[int, int, str]], list[bool]]:
+    """Audible extents (start, stop sample, label) in the clip `audio`, and which sources are heard.
+
+    Per source: runs of audible frames, clipped to the source's samples. Per class: the union of
+    its sources' runs, with gaps shorter than MERGE_GAP_SECONDS filled.
+    """
+    hop = frame_hop(sr)
+    max_gap = int(round(MERGE_GAP_SECONDS * sr))
+    runs: dict[str, list[tuple[int, int]]] = {}
+    heard = []
+    n_frames = -(-len(audio) // hop)
+    clip = _spectra(audio, hop, range(n_frames))
+    for src in sources:  # the frames whose windows overlap src
+        frames = range(
+            max(0, (src.start + hop // 2) // hop - 1),
+            min(n_frames, -(-(src.stop + hop // 2) // hop)),
+        )
+        band = class_band(src.label, sr)
+        alone = _spectra(src.signal, hop, frames, offset=src.start)
+        event = _in_band(alone, sr, band)
+        rest = _in_band(clip[frames.start : frames.stop] - alone, sr, band)
+        edges = np.diff(np.concatenate(([0], audible_frames(event, rest).astype(np.int8), [0])))
+        first = (frames.start + np.flatnonzero(edges == 1)) * hop
+        last = (frames.start + np.flatnonzero(edges == -1)) * hop
+        spans = [(max(a, src.start), min(b, src.stop)) for a, b in zip(first, last, strict=True)]
+        spans = [(a, b) for a, b in spans if a < b]  # a frame only its window shares with src
+        runs.setdefault(src.label, []).extend(spans)
+        heard.append(bool(spans))
+    merged = []
+    for label, spans in runs.items():
+        current: list[int] = []
+        for start, stop in sorted(spans):
+            if current and start - current[1] < max_gap:
+                current[1] = max(current[1], stop)
+            else:
+                if current:
+                    merged.append((current[0], current[1], label))
+                current = [start, stop]
+        if current:
+            merged.append((current[0], current[1], label))
+    return sorted(merged), heard
+
+
+def _render(split: str, index: int, params: dict[str, Any]) -> Scene:
+    """One clip of the set; see render_scene."""
     sr = params["sample_rate"]
     n_clip = int(round(params["clip_seconds"] * sr))
     rng = _clip_rng(params["seed"], split, index)
@@ -505,7 +643,7 @@ def _render(
     lo, hi = params["events_per_clip"]
     n_events = 0 if rng.random() < params["empty_fraction"] else int(rng.integers(lo, hi + 1))
     active = np.zeros(n_clip, dtype=np.int8)
-    spans: list[tuple[int, int, str]] = []
+    sources: list[Source] = []
     mix = bg.copy() if params["background"] else np.zeros(n_clip)
     gap = int(0.1 * sr)
     for _ in range(n_events):
@@ -520,7 +658,9 @@ def _render(
             stop = start + n
             if active[start:stop].max(initial=0) >= params["max_polyphony"]:
                 continue
-            if any(lab == label and start < e + gap and s < stop + gap for s, e, lab in spans):
+            if any(
+                s.label == label and start < s.stop + gap and s.start < stop + gap for s in sources
+            ):
                 continue
             break
         else:
@@ -528,13 +668,16 @@ def _render(
         band = class_band(label, sr)
         p_bg = _band_power(bg[start:stop], sr, band)
         p_ev = _band_power(x, sr, band)
-        mix[start:stop] += x * np.sqrt(10 ** (snr / 10) * p_bg / max(p_ev, 1e-30))
+        x = x * np.sqrt(10 ** (snr / 10) * p_bg / max(p_ev, 1e-30))
+        mix[start:stop] += x
         active[start:stop] += 1
-        spans.append((start, stop, label))
+        sources.append(Source(label, start, x))
     peak = float(np.max(np.abs(mix))) if n_clip else 0.0
     if peak > PEAK:
         mix *= PEAK / peak
-    spans.sort()
+        sources = [Source(s.label, s.start, s.signal * (PEAK / peak)) for s in sources]
+    audio = mix.astype(np.float32)
+    spans, heard = _annotate(audio.astype(np.float64), sources, sr)
     events = pd.DataFrame(
         {
             "filename": [clip_name(split, index)] * len(spans),
@@ -544,17 +687,22 @@ def _render(
         },
         columns=COLUMNS,
     )
-    return mix.astype(np.float32), events, active
+    return Scene(audio, events, sources, heard)
+
+
+def render_scene(split: str, index: int, **params: Any) -> Scene:
+    """Clip `index` of `split` exactly as generate writes it, with its rendered events.
+
+    params are generate's (defaults from DEFAULTS); `background=False` leaves out the noise but
+    keeps every event's level.
+    """
+    return _render(split, index, _check_params(params))
 
 
 def render_clip(split: str, index: int, **params: Any) -> tuple[np.ndarray, pd.DataFrame]:
-    """Audio (float32, before WAV quantisation) and event table of one clip, as generate writes it.
-
-    params are generate's (defaults from DEFAULTS); `background=False` leaves out the noise but
-    keeps every event's level, which shows the annotated spans exactly.
-    """
-    audio, events, _ = _render(split, index, _check_params(params))
-    return audio, events
+    """Audio (float32, before WAV quantisation) and event table of one clip, as generate writes it."""
+    scene = render_scene(split, index, **params)
+    return scene.audio, scene.events
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,14 +781,22 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
             audio_dir.mkdir(parents=True)
             tables, names, durations = [], [], []
             poly = np.zeros(params["max_polyphony"] + 1, dtype=np.int64)
+            rendered = inaudible = 0
             for index in range(sizes[split]):
-                audio, events, active = _render(split, index, params)
+                scene = _render(split, index, params)
                 name = clip_name(split, index)
-                sf.write(str(audio_dir / name), audio, sr, subtype=SUBTYPE)
-                tables.append(events)
+                sf.write(str(audio_dir / name), scene.audio, sr, subtype=SUBTYPE)
+                tables.append(scene.events)
                 names.append(name)
-                durations.append(len(audio) / sr)
+                durations.append(len(scene.audio) / sr)
+                active = np.zeros(len(scene.audio), dtype=np.int64)
+                for onset, offset in zip(
+                    scene.events["onset"], scene.events["offset"], strict=True
+                ):
+                    active[round(onset * sr) : round(offset * sr)] += 1
                 poly += np.bincount(active, minlength=len(poly))[: len(poly)]
+                rendered += len(scene.sources)
+                inaudible += scene.heard.count(False)
                 bar.update()
             events = (
                 pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
@@ -654,6 +810,8 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
                 "files": len(names),
                 "files_without_events": len(set(names) - set(events["filename"])),
                 "events": len(events),
+                "rendered_events": rendered,
+                "inaudible_events": inaudible,
                 "events_per_class": {c: int(counts.get(c, 0)) for c in CLASSES},
                 "polyphony_seconds": {str(k): round(int(v) / sr, 3) for k, v in enumerate(poly)},
             }
