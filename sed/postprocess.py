@@ -241,13 +241,22 @@ class PostProcessing:
                 "PostProcessing: give median_seconds or median_frames, not both "
                 f"(got {self.median_seconds!r} and {self.median_frames!r})"
             )
-        for name in ("median_seconds", "min_duration", "min_gap"):
+        for name in ("threshold", "median_seconds", "min_duration", "min_gap"):
             value = getattr(self, name)
             if value is None:
                 continue
             values = value.values() if isinstance(value, Mapping) else np.ravel(value)
-            if any(float(v) < 0 for v in values):
-                raise PostProcessError(f"PostProcessing.{name} must be >= 0, got {value!r}")
+            try:
+                numbers = [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise PostProcessError(
+                    f"postprocess.{name} must be numbers, got {value!r}"
+                ) from None
+            if name == "threshold" and not all(0.0 < v < 1.0 for v in numbers):
+                # 0 or 1 would make every frame active or none: every metric silently 0.
+                raise PostProcessError(f"postprocess.threshold must lie in (0, 1), got {value!r}")
+            if not all(v >= 0 and math.isfinite(v) for v in numbers):
+                raise PostProcessError(f"postprocess.{name} must be >= 0, got {value!r}")
 
     def windows(self, hop_seconds: float, classes: Sequence[str]) -> np.ndarray:
         """Per-class median window lengths in frames for this hop."""
@@ -317,8 +326,13 @@ def probs_to_events(
     hop_seconds: float,
     classes: Sequence[str],
     postprocessing: PostProcessing | Mapping[str, Any] | None = None,
+    durations: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One event table (sorted by filename, onset) from per-file probabilities {filename: [T, C]}."""
+    """One event table (sorted by filename, onset) from per-file probabilities {filename: [T, C]}.
+
+    With `durations` (filename -> seconds), offsets are clipped to the file's end: the last
+    frame of the grid reaches past the end of the audio.
+    """
     if postprocessing is None:
         postprocessing = PostProcessing()
     elif isinstance(postprocessing, Mapping):
@@ -329,4 +343,8 @@ def probs_to_events(
     if not tables:
         return targets_to_events(np.zeros((0, len(classes)), bool), hop_seconds, list(classes))
     events = pd.concat(tables, ignore_index=True)
+    if durations:
+        end = events["filename"].map(durations).fillna(np.inf).to_numpy(dtype=np.float64)
+        events["offset"] = np.minimum(events["offset"].to_numpy(), end)
+        events = events[events["onset"] < events["offset"]]
     return events.sort_values(["filename", "onset"], kind="stable", ignore_index=True)
