@@ -103,14 +103,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
         device,
         batch_size=cfg.batch_size,
         amp=cfg.amp,
+        postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
     )
     # The checkpoint holds the resolved training config; .hydra/config.yaml is the fallback.
     train_cfg = (
         OmegaConf.create(trained.config_yaml) if trained.config_yaml else run_config(run_dir)
     )
-    pp = trained.postprocessing.with_overrides(
-        OmegaConf.to_container(cfg.postprocess, resolve=True)
-    )
+    pp = trained.postprocessing
     root, cache_dir = data_paths(cfg, train_cfg)
     classes, data, _ = load_corpus(
         root,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,9 +225,12 @@ def load_trained(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     amp: bool | None = None,
+    postprocess: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
     """Rebuild model, features, normaliser, classes and post-processing from a checkpoint;
-    `batch_size` / `amp` None take the training run's values from the config it carries.
+    `batch_size` / `amp` None take the training run's values from the config it carries, and
+    the non-null `postprocess` overrides (the entry points' `postprocess.*`) replace stored
+    post-processing settings (also ones no longer valid, e.g. a threshold of 1.5).
 
     Every field is checked (model class against the sed.models allow-list, plain keyword
     arguments) before anything is built; errors name the file and the field.
@@ -244,8 +248,17 @@ def load_trained(
         logmel = LogMel(**features).to(device).eval()
     with _field(path, "normalizer"):
         normalizer = Normalizer.from_state_dict(require(state, "normalizer", path))
-    with _field(path, "postprocess"):
-        postprocessing = PostProcessing.from_dict(require(state, "postprocess", path))
+    stored = require(state, "postprocess", path)
+    try:
+        postprocessing = PostProcessing.from_dict(stored, postprocess)
+    except (PostProcessError, TypeError):
+        try:  # the checkpoint's own settings at fault, or the overrides?
+            PostProcessing.from_dict(stored)
+        except (PostProcessError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path}, postprocess: {err} (override it: postprocess.KEY=VALUE)"
+            ) from None
+        raise
     classes = require(state, "classes", path)
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
         raise CheckpointError(f"checkpoint {path}: classes must be a list of str, got {classes!r}")

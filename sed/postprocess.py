@@ -285,29 +285,35 @@ class PostProcessing:
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> PostProcessing:
         """A copy with the non-null `overrides` applied (the entry points' `postprocess.*`); a
         median window given in seconds replaces one in frames and vice versa."""
+        return PostProcessing.from_dict(self.to_dict(), overrides)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> PostProcessing:
+        """Inverse of to_dict, with the non-null `overrides` applied first (see with_overrides),
+        so that an override can replace a stored value that is no longer valid. Unknown keys
+        raise naming the key."""
         given = {key: value for key, value in (overrides or {}).items() if value is not None}
-        merged = {**self.to_dict(), **given}
+        merged = {**data, **given}
         for key, other in (
             ("median_seconds", "median_frames"),
             ("median_frames", "median_seconds"),
         ):
             if key in given and other not in given:
                 merged[other] = None
-        try:
-            return PostProcessing.from_dict(merged)
-        except PostProcessError as err:
-            raise PostProcessError(f"postprocess overrides {given}: {err}") from None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PostProcessing:
-        """Inverse of to_dict; unknown keys raise naming the key."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PostProcessError(
-                f"PostProcessing: unknown key(s) {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**{key: _plain(value) for key, value in data.items()})
+        unknown = sorted(set(merged) - known)
+        try:
+            if unknown:
+                raise PostProcessError(
+                    f"PostProcessing: unknown key(s) {unknown}; expected some of {sorted(known)}"
+                )
+            return cls(**{key: _plain(value) for key, value in merged.items()})
+        except PostProcessError as err:
+            if not given:
+                raise
+            raise PostProcessError(f"postprocess overrides {given}: {err}") from None
 
 
 def _plain(value: Any) -> Any:

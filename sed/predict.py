@@ -82,11 +82,13 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     output, prob_dir = output_paths(cfg)
     base, names = audio_files(cfg.input)
     trained = load_trained(
-        cfg.checkpoint, resolve_device(cfg.device), batch_size=cfg.batch_size, amp=cfg.amp
+        cfg.checkpoint,
+        resolve_device(cfg.device),
+        batch_size=cfg.batch_size,
+        amp=cfg.amp,
+        postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
     )
-    pp = trained.postprocessing.with_overrides(
-        OmegaConf.to_container(cfg.postprocess, resolve=True)
-    )
+    pp = trained.postprocessing
     sample_rate = trained.logmel.params["sample_rate"]
     probs: dict[str, np.ndarray] = {}
     durations: dict[str, float] = {}
