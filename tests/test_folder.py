@@ -55,10 +55,8 @@ def test_durations_that_contradict_the_audio_name_file_and_line(tmp_path):
     (tmp_path / "metadata" / "test_durations.tsv").write_text(
         "filename\tduration\na.wav\t2.0\nb.wav\t400\n"
     )
-    with pytest.raises(
-        AnnotationError,
-        match=r"test_durations\.tsv, line 3: duration 400 s contradicts the audio of b\.wav \(1\.5 s\)",
-    ):
+    message = r"test_durations\.tsv, line 3: duration 400 s contradicts the audio of b\.wav \(1\.5"
+    with pytest.raises(AnnotationError, match=message):
         load_split(tmp_path, "test")
     # Without the audio check, the durations file is the only source and is believed.
     assert load_split(tmp_path, "test", check_audio=False).durations["b.wav"] == 400
