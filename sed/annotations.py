@@ -5,20 +5,24 @@ An event table is a DataFrame with COLUMNS (seconds). Frame i of the frame grid 
 feature frame i is centred on (i + 0.5) * hop, the centre by which targets are decided here.
 """
 
+import logging
 import math
-import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sed.audio import audio_duration
 from sed.io import write_text
 
 __all__ = [
     "COLUMNS",
     "DURATION_COLUMNS",
+    "DURATION_TOLERANCE",
+    "LATE_OFFSET_LIMIT",
     "AnnotationError",
     "events_to_frames",
     "read_ann",
@@ -31,7 +35,19 @@ __all__ = [
 COLUMNS = ["filename", "onset", "offset", "event_label"]
 DURATION_COLUMNS = ["filename", "duration"]
 
+# Seconds by which a durations file may differ from its audio, and an event may end after its
+# audio and be clipped to it without a word (rounding, a fraction of a frame).
+DURATION_TOLERANCE = 0.05
+# An event ending up to this many seconds after its audio is clipped with a warning that names
+# the lines (annotation tools overshoot a little); one ending later is an error.
+LATE_OFFSET_LIMIT = 1.0
+
+# A row whose columns are separated by spaces: `name onset offset label` / `name duration`.
+_SPACED_EVENT = re.compile(r"^(.+?)\s+([-+.\deE]+)\s+([-+.\deE]+)\s+(\S.*)$")
+_SPACED_DURATION = re.compile(r"^(.+?)\s+([-+.\deE]+)$")
+
 StrPath = str | PathLike
+log = logging.getLogger(__name__)
 
 
 class AnnotationError(ValueError):
@@ -43,14 +59,22 @@ def read_tsv(
     classes: Sequence[str] | None = None,
     audio_dir: StrPath | None = None,
     return_filenames: bool = False,
+    duration: Callable[[str], float] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, list[str]]:
     """Read a DESED TSV (filename, onset, offset, event_label) into an event table.
 
-    Every row is validated; a row with empty onset/offset/label is a file with no events. With
-    return_filenames, also returns every file the TSV names, in order of first appearance.
+    Every row is validated; a row with empty onset/offset/label is a file with no events.
+    Filenames stay inside the split's folder; labels that differ only in case or spacing are an
+    error; repeated rows are dropped with a warning naming their lines. With `duration`
+    (filename -> seconds), offsets after the end of the audio are clipped (a warning beyond
+    DURATION_TOLERANCE) or, beyond LATE_OFFSET_LIMIT, refused. With return_filenames, also
+    returns every file the TSV names, in order of first appearance.
     """
-    rows, filenames = [], {}
+    rows, filenames, labels, first_line = [], {}, {}, {}
+    duplicates, late = [], []
     for line, fields in _read_table(path, COLUMNS):
+        if len(fields) == 1 and _spaced(_SPACED_EVENT, fields[0], 2, 3):
+            raise _row_error(path, line, "columns are separated by spaces; use tabs")
         if len(fields) == 1:  # editors strip the trailing tabs of a no-event row
             fields += ["", "", ""]
         if len(fields) != len(COLUMNS):
@@ -58,8 +82,29 @@ def read_tsv(
         name, onset, offset, label = fields
         _check_filename(path, line, name, audio_dir)
         filenames.setdefault(name)
-        if onset or offset or label:
-            rows.append(_event(path, line, name, onset, offset, label, classes))
+        if not (onset or offset or label):
+            continue
+        event = _event(path, line, name, onset, offset, label, classes)
+        _check_spelling(path, line, label, labels)
+        if event in first_line:
+            duplicates.append(f"line {line} repeats line {first_line[event]}")
+            continue
+        first_line[event] = line
+        if duration is not None:
+            event = _clip_to_audio(path, line, event, duration(name), late)
+            if event is None:
+                continue
+        rows.append(event)
+    if duplicates:
+        log.warning("%s: duplicate event rows ignored (%s)", path, "; ".join(duplicates))
+    if late:
+        log.warning(
+            "%s: %d event(s) end after their audio (%s %s); clipped to the audio's end",
+            path,
+            len(late),
+            "line" if len(late) == 1 else "lines",
+            ", ".join(map(str, late)),
+        )
     events = _table(rows)
     return (events, list(filenames)) if return_filenames else events
 
@@ -111,9 +156,15 @@ def read_ann(
 
 
 def read_durations(path: StrPath, audio_dir: StrPath | None = None) -> dict[str, float]:
-    """Read a {split}_durations.tsv (filename, duration) into {filename: seconds}, validating rows."""
+    """Read a {split}_durations.tsv (filename, duration) into {filename: seconds}, validating rows.
+
+    With `audio_dir`, each listed file must exist there and its duration must agree with the
+    audio header (within DURATION_TOLERANCE).
+    """
     durations: dict[str, float] = {}
     for line, fields in _read_table(path, DURATION_COLUMNS):
+        if len(fields) == 1 and _spaced(_SPACED_DURATION, fields[0], 2):
+            raise _row_error(path, line, "columns are separated by spaces; use tabs")
         if len(fields) != len(DURATION_COLUMNS):
             raise _row_error(path, line, f"expected 2 tab-separated columns, got {len(fields)}")
         name, value = fields
@@ -123,6 +174,14 @@ def read_durations(path: StrPath, audio_dir: StrPath | None = None) -> dict[str,
         seconds = _number(path, line, "duration", value)
         if seconds <= 0:
             raise _row_error(path, line, f"duration {seconds} must be positive")
+        if audio_dir is not None:
+            actual = audio_duration(Path(audio_dir) / name)
+            if abs(actual - seconds) > DURATION_TOLERANCE:
+                raise _row_error(
+                    path,
+                    line,
+                    f"duration {seconds:g} s contradicts the audio of {name} ({actual:g} s)",
+                )
         durations[name] = seconds
     return durations
 
@@ -188,8 +247,9 @@ def _read_table(path: StrPath, header: list[str]) -> list[tuple[int, list[str]]]
         raise AnnotationError(f"{path} is empty; expected the header {expected!r}")
     line, text = lines[0]
     if [field.strip() for field in text.split("\t")] != header:
+        spaced = " (columns separated by spaces; use tabs)" if text.split() == header else ""
         raise _row_error(
-            path, line, f"expected the tab-separated header {expected!r}, got {text!r}"
+            path, line, f"expected the tab-separated header {expected!r}, got {text!r}{spaced}"
         )
     return [(n, [field.strip() for field in text.split("\t")]) for n, text in lines[1:]]
 
@@ -222,7 +282,10 @@ def _event(
     if not label:
         raise _row_error(path, line, "event_label is empty")
     if classes is not None and label not in classes:
-        raise _row_error(path, line, f"unknown event_label {label!r}; known: {list(classes)}")
+        key = " ".join(label.split()).casefold()
+        near = [c for c in classes if " ".join(c.split()).casefold() == key]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise _row_error(path, line, f"unknown event_label {label!r}; known: {list(classes)}{hint}")
     return name, start, stop, label
 
 
@@ -238,11 +301,68 @@ def _number(path: StrPath, line: int, column: str, text: str) -> float:
 
 
 def _check_filename(path: StrPath, line: int, name: str, audio_dir: StrPath | None) -> None:
-    """Reject an empty filename, or one whose audio is missing from audio_dir (when given)."""
+    """Reject an empty filename, one that leaves the split's folder (absolute, a drive, `..`),
+    or one whose audio is missing from audio_dir (when given)."""
     if not name:
         raise _row_error(path, line, "filename is empty")
+    parts = re.split(r"[\\/]", name)
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise _row_error(
+            path,
+            line,
+            f"filename {name!r} leaves the split's audio folder; filenames are relative to it, "
+            "without '..' or an absolute path",
+        )
     if audio_dir is not None and not (Path(audio_dir) / name).is_file():
         raise _row_error(path, line, f"audio file {Path(audio_dir) / name} not found")
+
+
+def _check_spelling(path: StrPath, line: int, label: str, seen: dict[str, tuple[str, int]]) -> None:
+    """Refuse a label that differs from an earlier one only in case or spacing (`CAR`, `car`)."""
+    key = " ".join(label.split()).casefold()
+    other, other_line = seen.setdefault(key, (label, line))
+    if other != label:
+        raise _row_error(
+            path,
+            line,
+            f"event_label {label!r} differs from {other!r} (line {other_line}) only in case or "
+            "spacing; spell each class one way",
+        )
+
+
+def _clip_to_audio(
+    path: StrPath,
+    line: int,
+    event: tuple[str, float, float, str],
+    seconds: float,
+    late: list[int],
+) -> tuple[str, float, float, str] | None:
+    """The event with its offset clipped to the audio's end (None if nothing is left); lines
+    beyond DURATION_TOLERANCE go to `late`, beyond LATE_OFFSET_LIMIT are an error."""
+    name, onset, offset, label = event
+    if offset <= seconds:
+        return event
+    if offset > seconds + LATE_OFFSET_LIMIT:
+        raise _row_error(
+            path,
+            line,
+            f"offset {offset:g} s lies beyond the end of {name} ({seconds:g} s)",
+        )
+    if offset > seconds + DURATION_TOLERANCE:
+        late.append(line)
+    return (name, onset, seconds, label) if onset < seconds else None
+
+
+def _spaced(pattern: re.Pattern, text: str, *groups: int) -> bool:
+    """Whether `text` is a row whose columns are separated by spaces: it matches `pattern` and
+    the given groups are numbers."""
+    match = pattern.match(text)
+    if match is None:
+        return False
+    try:
+        return all(math.isfinite(float(match[g])) for g in groups)
+    except ValueError:
+        return False
 
 
 def _row_error(path: StrPath, line: int, message: str) -> AnnotationError:
@@ -260,14 +380,3 @@ def _table(rows: list[tuple[str, float, float, str]]) -> pd.DataFrame:
 def _seconds(value: float) -> str:
     """Seconds for a TSV: microsecond precision, no trailing zeros, never scientific notation."""
     return np.format_float_positional(float(value), precision=6, trim="-")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -3,11 +3,13 @@ checkpoint without training, optionally with other post-processing or a threshol
 
 With no overrides it reproduces the run's metrics.json: the same evaluation path
 (`sed.outputs.evaluate_model`), batch size and autocast as the run's final evaluation.
+`data.root=NEW` (and `paths.cache_dir=NEW`) point it at a dataset that moved.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed.data.folder import EVAL_SPLITS, SPLITS
 from sed.data.loading import SplitFeatures, load_corpus
-from sed.inference import load_trained, resolve_device
+from sed.inference import USER_ERRORS, ConfigError, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.postprocess import PostProcessing
@@ -50,8 +52,39 @@ def requested_splits(splits: Any) -> tuple[str, ...]:
     names = tuple(str(s) for s in splits)
     unknown = [s for s in names if s not in SPLITS]
     if unknown or not names:
-        raise ValueError(f"splits={list(names)}: unknown or no split(s); choose from {SPLITS}")
+        raise ConfigError(f"splits={list(names)}: unknown or no split(s); choose from {SPLITS}")
     return names
+
+
+def sweep_thresholds(cfg: DictConfig) -> list[float]:
+    """The `thresholds` of a threshold sweep (empty without `sweep_thresholds`), each in (0, 1)."""
+    if not cfg.sweep_thresholds:
+        return []
+    values = list(cfg.thresholds or [])
+    for value in values:
+        if not (isinstance(value, int | float) and 0 < value < 1):
+            raise ConfigError(f"thresholds={values}: every threshold must lie in (0, 1)")
+    if not values:
+        raise ConfigError("sweep_thresholds=true needs a non-empty thresholds list")
+    return [float(v) for v in values]
+
+
+def data_paths(cfg: DictConfig, train_cfg: DictConfig) -> tuple[Path, Path]:
+    """(dataset root, feature cache folder): `data.root` / `paths.cache_dir` when given, else
+    the training run's; a root that does not exist is an error naming the key."""
+    given = cfg.get("data", {}).get("root")
+    root = given or OmegaConf.select(train_cfg, "data.root", default=None)
+    if root is None:
+        raise ConfigError("the run's config has no data.root; pass data.root=DATASET_ROOT")
+    if not Path(root).is_dir():
+        where = "" if given else " (the run's; if the dataset moved, pass data.root=NEW_ROOT)"
+        raise ConfigError(f"data.root={root} does not exist{where}")
+    cache_dir = cfg.get("paths", {}).get("cache_dir") or OmegaConf.select(
+        train_cfg, "paths.cache_dir", default=None
+    )
+    if cache_dir is None:
+        raise ConfigError("the run's config has no paths.cache_dir; pass paths.cache_dir=DIR")
+    return Path(root), Path(cache_dir)
 
 
 def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
@@ -59,24 +92,29 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     Hydra's output dir); returns the flat metrics."""
     run_dir = Path(cfg.run_dir)
     out_dir = Path(out_dir or HydraConfig.get().runtime.output_dir)
+    # Every setting is checked before the checkpoint is loaded or a feature computed.
+    if cfg.checkpoint in ("best", "last") and not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"run_dir={run_dir} is not a sed.train run: it has no checkpoints/")
     splits = requested_splits(cfg.splits)
+    thresholds = sweep_thresholds(cfg)
+    device = resolve_device(cfg.device)
     trained = load_trained(
         checkpoint_path(run_dir, cfg.checkpoint),
-        resolve_device(cfg.device),
+        device,
         batch_size=cfg.batch_size,
         amp=cfg.amp,
+        postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
     )
     # The checkpoint holds the resolved training config; .hydra/config.yaml is the fallback.
     train_cfg = (
         OmegaConf.create(trained.config_yaml) if trained.config_yaml else run_config(run_dir)
     )
-    pp = trained.postprocessing.with_overrides(
-        OmegaConf.to_container(cfg.postprocess, resolve=True)
-    )
+    pp = trained.postprocessing
+    root, cache_dir = data_paths(cfg, train_cfg)
     classes, data, _ = load_corpus(
-        train_cfg.data.root,
+        root,
         trained.logmel,
-        Path(train_cfg.paths.cache_dir) / "features",
+        cache_dir / "features",
         classes=trained.classes,
         splits=splits,
         device=str(trained.device),
@@ -100,8 +138,8 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     write_json(pp.to_dict(), out_dir / "postprocess.json")
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
     print("  " + "\n  ".join(summary_lines(metrics, splits)))
-    if cfg.sweep_thresholds:
-        table = threshold_sweep(data, probs, classes, trained.hop_seconds, pp, cfg.thresholds)
+    if thresholds:
+        table = threshold_sweep(data, probs, classes, trained.hop_seconds, pp, thresholds)
         write_csv(table, out_dir / "thresholds.csv", index=False, float_format="%.6f")
         print("\nF1 / ER against threshold:\n" + table.to_string(index=False, float_format="%.3f"))
     print(f"\nresults written to {out_dir}")
@@ -137,8 +175,33 @@ def threshold_sweep(
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    evaluate(cfg)
+    """Hydra entry point: a bad input is reported in one line (no traceback), exit status 1, and
+    the evaluation folder Hydra made is removed again if nothing was written to it."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        evaluate(cfg, out_dir)
+    except USER_ERRORS as err:
+        remove_if_unused(out_dir, Path(cfg.run_dir))
+        sys.exit(f"sed.evaluate: error: {err}")
+
+
+def remove_if_unused(out_dir: Path, run_dir: Path) -> None:
+    """Delete `out_dir` (when inside `run_dir`, as configured) if it holds nothing but this job's
+    log, then its empty parents up to and including `run_dir`, so that a mistyped run_dir or a
+    refused setting leaves no folders behind."""
+    out_dir, run_dir = out_dir.resolve(), run_dir.resolve()
+    if run_dir not in out_dir.parents or not out_dir.is_dir():
+        return
+    if any(path.name != "evaluate.log" for path in out_dir.iterdir()):
+        return
+    (out_dir / "evaluate.log").unlink(missing_ok=True)
+    folder = out_dir
+    while folder == run_dir or run_dir in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: it held something before this evaluation
+            break
+        folder = folder.parent
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,19 +15,58 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sed.checkpoints import build_model, load_checkpoint, require
+from sed.annotations import AnnotationError
+from sed.audio import AudioError
+from sed.checkpoints import (
+    CheckpointError,
+    ModelSpecError,
+    build_model,
+    load_checkpoint,
+    plain_kwargs,
+    require,
+)
 from sed.data.datasets import FileDataset, collate
-from sed.features import LogMel, Normalizer
-from sed.postprocess import PostProcessing
+from sed.features import FeatureError, LogMel, Normalizer
+from sed.postprocess import PostProcessError, PostProcessing
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU; anything else as torch.device understands it."""
+class ConfigError(ValueError):
+    """An entry point setting that cannot be used; the message names the config key."""
+
+
+# The errors a user's input causes (a file, row, checkpoint field or config key, named in the
+# message): the entry points report them in one line, without a traceback.
+USER_ERRORS = (
+    AnnotationError,
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    FeatureError,
+    FileNotFoundError,
+    ModelSpecError,
+    PostProcessError,
+)
+
+
+def resolve_device(name: str | torch.device = "auto", key: str = "device") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; otherwise cpu, cuda or cuda:N (that must exist
+    here). Errors name the config `key`."""
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} asked for, but CUDA is not available here")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"{key}={name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{key}={name!r} asked for, but CUDA is not available here")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{key}={name!r}: there are only {count} CUDA device(s) here")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}={name!r} asked for, but MPS is not available here")
     return device
 
 
@@ -184,32 +225,74 @@ def load_trained(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     amp: bool | None = None,
+    postprocess: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
     """Rebuild model, features, normaliser, classes and post-processing from a checkpoint;
-    `batch_size` / `amp` None take the training run's values from the config it carries."""
+    `batch_size` / `amp` None take the training run's values from the config it carries, and
+    the non-null `postprocess` overrides (the entry points' `postprocess.*`) replace stored
+    post-processing settings (also ones no longer valid, e.g. a threshold of 1.5).
+
+    Every field is checked (model class against the sed.models allow-list, plain keyword
+    arguments) before anything is built; errors name the file and the field.
+    """
     device = torch.device(device)
     state = load_checkpoint(path, map_location=device)
-    model = build_model(require(state, "model_spec", path))
-    model.load_state_dict(require(state, "model", path))
+    model = build_model(require(state, "model_spec", path), where=f"checkpoint {path}, model_spec")
+    try:
+        model.load_state_dict(require(state, "model", path))
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit model_spec: {err}") from None
     model.to(device).eval()
-    logmel = LogMel(**require(state, "features", path)).to(device).eval()
+    with _field(path, "features"):
+        features = plain_kwargs(require(state, "features", path), f"checkpoint {path}, features")
+        logmel = LogMel(**features).to(device).eval()
+    with _field(path, "normalizer"):
+        normalizer = Normalizer.from_state_dict(require(state, "normalizer", path))
+    stored = require(state, "postprocess", path)
+    try:
+        postprocessing = PostProcessing.from_dict(stored, postprocess)
+    except (PostProcessError, TypeError):
+        try:  # the checkpoint's own settings at fault, or the overrides?
+            PostProcessing.from_dict(stored)
+        except (PostProcessError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path}, postprocess: {err} (override it: postprocess.KEY=VALUE)"
+            ) from None
+        raise
+    classes = require(state, "classes", path)
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError(f"checkpoint {path}: classes must be a list of str, got {classes!r}")
     config_yaml = state.get("config_yaml", "")
-    trainer = (yaml.safe_load(config_yaml) or {}).get("trainer", {}) if config_yaml else {}
-    batch_size = int(trainer.get("batch_size", 16) if batch_size is None else batch_size)
+    with _field(path, "config_yaml"):
+        config = yaml.safe_load(config_yaml) if config_yaml else {}
+        trainer = (config or {}).get("trainer", {}) or {}
+        batch_size = int(trainer.get("batch_size", 16) if batch_size is None else batch_size)
+        amp = bool(trainer.get("amp", False) if amp is None else amp)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     return TrainedModel(
         model=model,
         logmel=logmel,
-        normalizer=Normalizer.from_state_dict(require(state, "normalizer", path)),
-        classes=list(require(state, "classes", path)),
-        postprocessing=PostProcessing.from_dict(require(state, "postprocess", path)),
+        normalizer=normalizer,
+        classes=list(classes),
+        postprocessing=postprocessing,
         config_yaml=config_yaml,
         epoch=int(state.get("epoch", 0)),
         device=device,
         batch_size=batch_size,
-        amp=bool(trainer.get("amp", False) if amp is None else amp),
+        amp=amp,
     )
+
+
+@contextmanager
+def _field(path: str | Path, key: str) -> Iterator[None]:
+    """Re-raise a bad checkpoint field's error as a CheckpointError naming the file and field."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError, yaml.YAMLError) as err:
+        if isinstance(err, CheckpointError | ModelSpecError):
+            raise
+        raise CheckpointError(f"checkpoint {path}, {key}: {err}") from None
 
 
 def predict_waveform(

@@ -46,9 +46,11 @@ def evaluate_split(
     classwise: bool = True,
     events: bool = True,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """All metrics of one split (unprefixed) and the estimated event table."""
+    """All metrics of one split (unprefixed) and the estimated event table (offsets clipped to
+    each file's duration)."""
     targets = dict(zip(data.filenames, data.targets, strict=True))
-    estimated = probs_to_events(probs, hop_seconds, classes, postprocessing)
+    durations = {f: data.durations.get(f, len(targets[f]) * hop_seconds) for f in probs}
+    estimated = probs_to_events(probs, hop_seconds, classes, postprocessing, durations)
     if not events:
         names = list(probs)
         metrics = frame_metrics(
@@ -56,7 +58,6 @@ def evaluate_split(
             [binarize(probs[f], postprocessing.threshold, classes) for f in names],
         )
         return metrics, estimated
-    durations = {f: data.durations.get(f, len(targets[f]) * hop_seconds) for f in probs}
     metrics = evaluate_all(
         data.events,
         probs,

@@ -241,13 +241,22 @@ class PostProcessing:
                 "PostProcessing: give median_seconds or median_frames, not both "
                 f"(got {self.median_seconds!r} and {self.median_frames!r})"
             )
-        for name in ("median_seconds", "min_duration", "min_gap"):
+        for name in ("threshold", "median_seconds", "min_duration", "min_gap"):
             value = getattr(self, name)
             if value is None:
                 continue
             values = value.values() if isinstance(value, Mapping) else np.ravel(value)
-            if any(float(v) < 0 for v in values):
-                raise PostProcessError(f"PostProcessing.{name} must be >= 0, got {value!r}")
+            try:
+                numbers = [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise PostProcessError(
+                    f"postprocess.{name} must be numbers, got {value!r}"
+                ) from None
+            if name == "threshold" and not all(0.0 < v < 1.0 for v in numbers):
+                # 0 or 1 would make every frame active or none: every metric silently 0.
+                raise PostProcessError(f"postprocess.threshold must lie in (0, 1), got {value!r}")
+            if not all(v >= 0 and math.isfinite(v) for v in numbers):
+                raise PostProcessError(f"postprocess.{name} must be >= 0, got {value!r}")
 
     def windows(self, hop_seconds: float, classes: Sequence[str]) -> np.ndarray:
         """Per-class median window lengths in frames for this hop."""
@@ -276,29 +285,35 @@ class PostProcessing:
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> PostProcessing:
         """A copy with the non-null `overrides` applied (the entry points' `postprocess.*`); a
         median window given in seconds replaces one in frames and vice versa."""
+        return PostProcessing.from_dict(self.to_dict(), overrides)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> PostProcessing:
+        """Inverse of to_dict, with the non-null `overrides` applied first (see with_overrides),
+        so that an override can replace a stored value that is no longer valid. Unknown keys
+        raise naming the key."""
         given = {key: value for key, value in (overrides or {}).items() if value is not None}
-        merged = {**self.to_dict(), **given}
+        merged = {**data, **given}
         for key, other in (
             ("median_seconds", "median_frames"),
             ("median_frames", "median_seconds"),
         ):
             if key in given and other not in given:
                 merged[other] = None
-        try:
-            return PostProcessing.from_dict(merged)
-        except PostProcessError as err:
-            raise PostProcessError(f"postprocess overrides {given}: {err}") from None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PostProcessing:
-        """Inverse of to_dict; unknown keys raise naming the key."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PostProcessError(
-                f"PostProcessing: unknown key(s) {unknown}; expected some of {sorted(known)}"
-            )
-        return cls(**{key: _plain(value) for key, value in data.items()})
+        unknown = sorted(set(merged) - known)
+        try:
+            if unknown:
+                raise PostProcessError(
+                    f"PostProcessing: unknown key(s) {unknown}; expected some of {sorted(known)}"
+                )
+            return cls(**{key: _plain(value) for key, value in merged.items()})
+        except PostProcessError as err:
+            if not given:
+                raise
+            raise PostProcessError(f"postprocess overrides {given}: {err}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -317,8 +332,13 @@ def probs_to_events(
     hop_seconds: float,
     classes: Sequence[str],
     postprocessing: PostProcessing | Mapping[str, Any] | None = None,
+    durations: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One event table (sorted by filename, onset) from per-file probabilities {filename: [T, C]}."""
+    """One event table (sorted by filename, onset) from per-file probabilities {filename: [T, C]}.
+
+    With `durations` (filename -> seconds), offsets are clipped to the file's end: the last
+    frame of the grid reaches past the end of the audio.
+    """
     if postprocessing is None:
         postprocessing = PostProcessing()
     elif isinstance(postprocessing, Mapping):
@@ -329,4 +349,8 @@ def probs_to_events(
     if not tables:
         return targets_to_events(np.zeros((0, len(classes)), bool), hop_seconds, list(classes))
     events = pd.concat(tables, ignore_index=True)
+    if durations:
+        end = events["filename"].map(durations).fillna(np.inf).to_numpy(dtype=np.float64)
+        events["offset"] = np.minimum(events["offset"].to_numpy(), end)
+        events = events[events["onset"] < events["offset"]]
     return events.sort_values(["filename", "onset"], kind="stable", ignore_index=True)

@@ -1,9 +1,14 @@
 """`python -m sed.predict checkpoint=FILE input=FILE_OR_DIR [output=events.tsv]`: apply a trained
-model to new audio of any sample rate and channel count and write a DESED event table."""
+model to new audio of any sample rate and channel count and write a DESED event table.
+
+A file that cannot be read is skipped: the others are predicted and written, the failures are
+listed, and the exit status is 1.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -14,14 +19,19 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from sed.annotations import write_tsv
-from sed.audio import AUDIO_EXTENSIONS, load_audio
-from sed.inference import load_trained, resolve_device
+from sed.audio import AUDIO_EXTENSIONS, AudioError, load_audio
+from sed.features import FeatureError
+from sed.inference import USER_ERRORS, ConfigError, load_trained, resolve_device
 from sed.io import atomic_write, write_text
 from sed.postprocess import probs_to_events
 
 log = logging.getLogger(__name__)
 
 FILES_PER_GROUP = 256
+
+
+class PredictionError(RuntimeError):
+    """Some input files could not be predicted; the others were written. Names each failure."""
 
 
 def audio_files(path: str | Path) -> tuple[Path, list[str]]:
@@ -43,47 +53,89 @@ def audio_files(path: str | Path) -> tuple[Path, list[str]]:
     return path, names
 
 
+def output_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """(event table, probabilities folder or None), refused before any work if unusable."""
+    output = Path(cfg.output)
+    if output.is_dir():
+        raise ConfigError(
+            f"output={output} is a folder; give a file, e.g. output={output}/events.tsv"
+        )
+    for parent in output.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"output={output}: {parent} is a file, not a folder")
+    if not cfg.save_probabilities:
+        return output, None
+    prob_dir = output.with_name(output.stem + "_probabilities")
+    if prob_dir.exists() and not prob_dir.is_dir():
+        raise ConfigError(f"save_probabilities: {prob_dir} exists and is not a folder")
+    return output, prob_dir
+
+
 def predict(cfg: DictConfig) -> pd.DataFrame:
     """Run the checkpoint over every input file; write the event table (and probabilities).
 
     Features, batching, autocast and post-processing overrides are those of sed.evaluate, so a
-    file gets the probabilities that evaluation gives it.
+    file gets the probabilities that evaluation gives it; offsets never pass a file's end. Files
+    that cannot be read are skipped and raised as one PredictionError after the others are
+    written.
     """
-    trained = load_trained(
-        cfg.checkpoint, resolve_device(cfg.device), batch_size=cfg.batch_size, amp=cfg.amp
-    )
-    pp = trained.postprocessing.with_overrides(
-        OmegaConf.to_container(cfg.postprocess, resolve=True)
-    )
+    output, prob_dir = output_paths(cfg)
     base, names = audio_files(cfg.input)
+    trained = load_trained(
+        cfg.checkpoint,
+        resolve_device(cfg.device),
+        batch_size=cfg.batch_size,
+        amp=cfg.amp,
+        postprocess=OmegaConf.to_container(cfg.postprocess, resolve=True),
+    )
+    pp = trained.postprocessing
     sample_rate = trained.logmel.params["sample_rate"]
     probs: dict[str, np.ndarray] = {}
+    durations: dict[str, float] = {}
+    failures: dict[str, str] = {}
     with tqdm(total=len(names), desc="predict", unit="file") as bar:
         # A group of files at a time bounds the features held in memory.
         for start in range(0, len(names), FILES_PER_GROUP):
-            group = names[start : start + FILES_PER_GROUP]
-            features = []
-            for name in group:
-                features.append(trained.features(load_audio(base / name, sample_rate)))
+            group, features = [], []
+            for name in names[start : start + FILES_PER_GROUP]:
+                try:
+                    waveform = load_audio(base / name, sample_rate)
+                    features.append(trained.features(waveform))
+                except (AudioError, FeatureError) as err:
+                    failures[name] = str(err)
+                    log.warning("skipped %s: %s", name, err)
+                else:
+                    group.append(name)
+                    durations[name] = len(waveform) / sample_rate
                 bar.update()
-            probs.update(trained.predict(features, group))
-    events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp)
-    output = Path(cfg.output)
-    write_tsv(events, output, filenames=names)
-    log.info("%d events in %d files -> %s", len(events), len(names), output)
-    if cfg.save_probabilities:
-        prob_dir = output.with_name(output.stem + "_probabilities")
+            if group:
+                probs.update(trained.predict(features, group))
+    predicted = [name for name in names if name in probs]
+    events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp, durations)
+    if predicted:
+        write_tsv(events, output, filenames=predicted)
+        log.info("%d events in %d files -> %s", len(events), len(predicted), output)
+    if prob_dir is not None and predicted:
         for name, p in probs.items():
             atomic_write(prob_dir / (name + ".npy"), partial(np.save, arr=p, allow_pickle=False))
         write_text("\n".join(trained.classes) + "\n", prob_dir / "classes.txt")
         log.info("frame probabilities [T, C] (hop %.4f s) -> %s", trained.hop_seconds, prob_dir)
+    if failures:
+        done = f"the other {len(predicted)} are in {output}" if predicted else "nothing written"
+        listing = "\n".join(f"  {name}: {error}" for name, error in failures.items())
+        raise PredictionError(
+            f"{len(failures)} of {len(names)} input file(s) could not be read ({done}):\n{listing}"
+        )
     return events
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    predict(cfg)
+    """Hydra entry point: a bad input is reported in one line (no traceback), exit status 1."""
+    try:
+        predict(cfg)
+    except (*USER_ERRORS, PredictionError) as err:
+        sys.exit(f"sed.predict: error: {err}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,14 @@ MALFORMED_ROWS = {
     "empty filename": ("\t1.0\t2.0\tdog", "filename is empty"),
     "half-empty row": ("a.wav\t\t\tdog", "onset '' is not a finite number"),
     "unknown label": ("a.wav\t1.0\t2.0\twolf", "unknown event_label 'wolf'"),
+    "label in another case": ("a.wav\t1.0\t2.0\tDog", r"unknown .*'Dog'.*did you mean 'dog'\?"),
+    "spaces for tabs": ("a.wav 1.0 2.0 dog", "columns are separated by spaces; use tabs"),
+    "spaces for tabs, spaced label": ("a.wav  1  2  dog barking", "separated by spaces"),
+    "parent folder": ("../leak.wav\t1.0\t2.0\tdog", "'../leak.wav' leaves the split's audio"),
+    "parent folder inside": ("x/../../leak.wav\t\t\t", "leaves the split's audio folder"),
+    "absolute path": ("/etc/leak.wav\t1.0\t2.0\tdog", "leaves the split's audio folder"),
+    "windows path": ("..\\leak.wav\t1.0\t2.0\tdog", "leaves the split's audio folder"),
+    "windows drive": ("C:/leak.wav\t1.0\t2.0\tdog", "leaves the split's audio folder"),
 }
 
 
@@ -75,6 +83,48 @@ def test_malformed_tsv_row_names_file_and_line(tmp_path, case):
     with pytest.raises(AnnotationError, match=message) as caught:
         read_tsv(path, classes=["cat", "dog"])
     assert f"{path}, line 3:" in str(caught.value)
+
+
+def test_no_event_rows_may_have_spaces_in_their_filename(tmp_path):
+    path = write(tmp_path / "x.tsv", HEADER + "my clip 2.wav\na.wav\t0\t1\tdog\n")
+    events, names = read_tsv(path, return_filenames=True)
+    assert names == ["my clip 2.wav", "a.wav"] and len(events) == 1
+
+
+@pytest.mark.parametrize("other", ["CAR passing", "Car passing", "car  passing"])
+def test_labels_differing_in_case_or_spacing_are_refused(tmp_path, other):
+    rows = f"a.wav\t0\t1\tcar passing\nb.wav\t0\t1\tdog\nb.wav\t1\t2\t{other}\n"
+    path = write(tmp_path / "x.tsv", HEADER + rows)
+    with pytest.raises(
+        AnnotationError, match=r"x\.tsv, line 4: .* differs from 'car passing' \(line 2\)"
+    ):
+        read_tsv(path)
+
+
+def test_surrounding_spaces_of_a_label_are_ignored(tmp_path):
+    path = write(tmp_path / "x.tsv", HEADER + "a.wav\t0\t1\tcar\nb.wav\t1\t2\t car \n")
+    assert read_tsv(path)["event_label"].tolist() == ["car", "car"]
+
+
+def test_duplicate_rows_are_dropped_with_a_warning_naming_lines(tmp_path, caplog):
+    rows = "a.wav\t0.5\t1\tdog\nb.wav\t0\t1\tcat\na.wav\t0.50\t1.0\tdog\na.wav\t0.5\t1\tcat\n"
+    with caplog.at_level("WARNING", logger="sed.annotations"):
+        events = read_tsv(write(tmp_path / "x.tsv", HEADER + rows))
+    assert len(events) == 3
+    assert "x.tsv: duplicate event rows ignored (line 4 repeats line 2)" in caplog.text
+
+
+def test_offsets_are_checked_against_durations(tmp_path, caplog):
+    rows = "a.wav\t0\t4.01\tdog\na.wav\t3.5\t4.5\tcat\nb.wav\t4.02\t4.03\tdog\n"
+    path = write(tmp_path / "x.tsv", HEADER + rows)
+    with caplog.at_level("WARNING", logger="sed.annotations"):
+        events = read_tsv(path, duration=lambda name: 4.0)
+    # 4.01 is rounding; 4.5 is clipped with a warning; b.wav's event lies wholly past the end.
+    assert events.values.tolist() == [["a.wav", 0.0, 4.0, "dog"], ["a.wav", 3.5, 4.0, "cat"]]
+    assert "1 event(s) end after their audio (line 3)" in caplog.text
+    path = write(tmp_path / "y.tsv", HEADER + "a.wav\t0\t1\tdog\na.wav\t0.5\t99\tdog\n")
+    with pytest.raises(AnnotationError, match=r"y\.tsv, line 3: offset 99 s lies beyond the end"):
+        read_tsv(path, duration=lambda name: 4.0)
 
 
 def test_missing_audio_names_file_and_line(tmp_path):
@@ -90,6 +140,7 @@ def test_missing_audio_names_file_and_line(tmp_path):
         ("", "is empty"),
         ("filename\tonset\toffset\n", "line 1: expected the tab-separated header"),
         ("filename,onset,offset,event_label\n", "line 1: expected the tab-separated header"),
+        ("filename onset offset event_label\n", "separated by spaces; use tabs"),
     ],
 )
 def test_bad_header(tmp_path, text, message):
@@ -200,6 +251,8 @@ def test_read_durations(tmp_path):
         ("b.wav\t0", "must be positive"),
         ("a.wav\t3.0", "a.wav is listed twice"),
         ("b.wav\t1\t2", "expected 2 tab-separated columns"),
+        ("b.wav 9.5", "separated by spaces; use tabs"),
+        ("../b.wav\t9.5", "leaves the split's audio folder"),
     ],
 )
 def test_read_durations_malformed_row_names_line(tmp_path, row, message):

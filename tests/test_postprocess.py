@@ -239,3 +239,33 @@ def test_bad_overrides_name_the_key():
         PostProcessing().with_overrides({"min_duration": -1.0})
     with pytest.raises(PostProcessError, match="not both"):
         PostProcessing().with_overrides({"median_seconds": 0.2, "median_frames": 3})
+
+
+@pytest.mark.parametrize(
+    "threshold", [0.0, 1.0, 1.5, -0.1, [0.5, 1.0], {"alarm": 0.5, "dog": 0.0}, float("nan")]
+)
+def test_threshold_outside_zero_one_is_refused(threshold):
+    # 0 or 1 makes every frame active or none: every metric would silently be 0.
+    with pytest.raises(PostProcessError, match=r"postprocess\.threshold must lie in \(0, 1\)"):
+        PostProcessing(threshold=threshold)
+    with pytest.raises(PostProcessError, match=r"postprocess\.threshold must lie in \(0, 1\)"):
+        PostProcessing().with_overrides({"threshold": threshold})
+
+
+def test_non_numeric_settings_name_the_key():
+    with pytest.raises(PostProcessError, match=r"postprocess\.min_gap must be numbers"):
+        PostProcessing(min_gap="wide")
+
+
+def test_offsets_are_clipped_to_the_file_duration():
+    # The last frame of the grid, [99 hop, 100 hop), reaches past a file of 99.5 hops.
+    probs = {
+        "a.wav": probs_with({"dog": [(90, 100)]}, num_frames=100),
+        "b.wav": probs_with({"dog": [(0, 5)]}),
+    }
+    events = probs_to_events(probs, HOP, CLASSES, durations={"a.wav": 99.5 * HOP})
+    assert events["offset"].tolist() == [pytest.approx(99.5 * HOP), 5 * HOP]
+    assert probs_to_events(probs, HOP, CLASSES)["offset"].max() == pytest.approx(100 * HOP)
+    # an event wholly past the end is dropped
+    gone = probs_to_events(probs, HOP, CLASSES, durations={"a.wav": 90 * HOP, "b.wav": 1.0})
+    assert gone["filename"].tolist() == ["b.wav"]

@@ -51,25 +51,36 @@ def load_split(
 ) -> SplitData:
     """Load one split, validating every annotation row (and that its audio exists, if check_audio).
 
-    Durations come from {split}_durations.tsv when present, else from each audio file's header.
+    Durations come from {split}_durations.tsv when present (checked against the audio, if
+    check_audio), else from each audio file's header; events ending after their audio are
+    clipped or refused (sed.annotations.read_tsv).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     root = Path(root)
     audio_dir = root / "audio" / split
     checked_dir = audio_dir if check_audio else None
-    events, filenames = read_tsv(
-        _metadata(root, split), classes, audio_dir=checked_dir, return_filenames=True
-    )
     durations_tsv = root / "metadata" / f"{split}_durations.tsv"
     listed = read_durations(durations_tsv, checked_dir) if durations_tsv.is_file() else {}
+    durations = dict(listed)
+
+    def duration(name: str) -> float:
+        if name not in durations:
+            durations[name] = audio_duration(audio_dir / name)
+        return durations[name]
+
+    events, filenames = read_tsv(
+        _metadata(root, split),
+        classes,
+        audio_dir=checked_dir,
+        return_filenames=True,
+        duration=duration,
+    )
     known = set(filenames)
     filenames += [name for name in listed if name not in known]
-    durations = {
-        name: listed[name] if name in listed else audio_duration(audio_dir / name)
-        for name in filenames
-    }
-    return SplitData(root, split, audio_dir, filenames, events, durations)
+    return SplitData(
+        root, split, audio_dir, filenames, events, {name: duration(name) for name in filenames}
+    )
 
 
 def infer_classes(root: str | PathLike) -> list[str]:
