@@ -2,7 +2,7 @@
 
     python scripts/bench_epoch.py [--device cpu] [--batches N] [--num-workers 0] [--threads 1]
 
-Random in-memory features (100 clips of 1025 frames, 40 mel bands, the synthetic set's classes)
+Random in-memory features (100 clips of 1024 frames, 40 mel bands, the synthetic set's classes)
 go through SequenceDataset and the Trainer's own DataLoader; each batch is timed as fetch
 (waiting for the DataLoader) and step (`Trainer.train_step`: transfer, forward with scheduled
 sampling, masked BCE, backward, clipping, Adam, sampler step, `loss.item()`), with the
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
-    for name, default in (("files", 100), ("frames", 1025), ("seq-len", 1024),
+    for name, default in (("files", 100), ("frames", 1024), ("seq-len", 1024),
                           ("batch-size", 8), ("channels", 256), ("hidden", 256)):  # fmt: skip
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ from sed.inference import USER_ERRORS, ConfigError, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.postprocess import PostProcessing
+from sed.tuning import SearchSpace, Tuning
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,18 @@ def data_paths(cfg: DictConfig, train_cfg: DictConfig) -> tuple[Path, Path]:
     return Path(root), Path(cache_dir)
 
 
+def run_tuning(train_cfg: DictConfig, criterion: str | None) -> Tuning:
+    """The run's post-processing search settings (plain values only: nothing read from the run
+    selects code), with `criterion` replacing its criterion when given."""
+    stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
+    space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
+    return Tuning(
+        enabled=True,
+        criterion=criterion or stored.get("criterion", "event_f1"),
+        space=SearchSpace(**space),
+    )
+
+
 def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate the checkpoint on the requested splits, writing results to `out_dir` (default:
     Hydra's output dir); returns the flat metrics."""
@@ -96,6 +109,8 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     if cfg.checkpoint in ("best", "last") and not (run_dir / "checkpoints").is_dir():
         raise ConfigError(f"run_dir={run_dir} is not a sed.train run: it has no checkpoints/")
     splits = requested_splits(cfg.splits)
+    if cfg.get("tune") and "validation" not in splits:
+        raise ConfigError(f"tune=true searches on the validation split; splits={list(splits)}")
     thresholds = sweep_thresholds(cfg)
     device = resolve_device(cfg.device)
     trained = load_trained(
@@ -121,7 +136,15 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
         normalizer=trained.normalizer,
     )
     metrics: dict[str, Any] = {"checkpoint_epoch": trained.epoch}
-    evaluated, probs = evaluate_model(
+    tuning = None
+    if cfg.get("tune"):
+        # Search again on validation, from the run's fixed settings (with any overrides).
+        tuning = run_tuning(train_cfg, cfg.get("tune_criterion"))
+        pp = PostProcessing.from_dict(
+            OmegaConf.to_container(train_cfg.postprocess, resolve=True),
+            OmegaConf.to_container(cfg.postprocess, resolve=True),
+        )
+    evaluated = evaluate_model(
         trained.model,
         data,
         out_dir,
@@ -132,10 +155,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
         batch_size=trained.batch_size,
         amp=trained.amp,
         progress=True,
+        tuning=tuning,
+        fixed=trained.postprocessing_fixed,
     )
-    metrics.update(evaluated)
+    metrics.update(evaluated.metrics)
+    probs, pp = evaluated.probs, evaluated.postprocessing
     write_json(metrics, out_dir / "metrics.json")
-    write_json(pp.to_dict(), out_dir / "postprocess.json")
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
     print("  " + "\n  ".join(summary_lines(metrics, splits)))
     if thresholds:

@@ -186,6 +186,7 @@ class TrainedModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 16
     amp: bool = False
+    postprocessing_fixed: PostProcessing | None = None  # the run's settings before tuning
 
     @property
     def hop_seconds(self) -> float:
@@ -259,6 +260,12 @@ def load_trained(
                 f"checkpoint {path}, postprocess: {err} (override it: postprocess.KEY=VALUE)"
             ) from None
         raise
+    fixed = None
+    if state.get("postprocess_fixed") is not None and not any(
+        v is not None for v in (postprocess or {}).values()
+    ):
+        with _field(path, "postprocess_fixed"):
+            fixed = PostProcessing.from_dict(state["postprocess_fixed"])
     classes = require(state, "classes", path)
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
         raise CheckpointError(f"checkpoint {path}: classes must be a list of str, got {classes!r}")
@@ -281,6 +288,7 @@ def load_trained(
         device=device,
         batch_size=batch_size,
         amp=amp,
+        postprocessing_fixed=fixed,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -11,20 +12,23 @@ import torch
 from torch import nn
 
 from sed.annotations import write_tsv
-from sed.data.folder import TEST
+from sed.data.folder import TEST, VALIDATION
 from sed.data.loading import SplitFeatures
 from sed.evaluation import classwise_table, evaluate_all, frame_metrics
 from sed.inference import predict_files
 from sed.io import write_csv, write_json
 from sed.plots import plot_event_roll
 from sed.postprocess import PostProcessing, binarize, probs_to_events
+from sed.tuning import Tuning, tune_postprocessing
 
 __all__ = [
+    "Evaluation",
     "HEADLINE",
     "SUMMARY",
     "evaluate_model",
     "evaluate_split",
     "example_files",
+    "split_durations",
     "summary_lines",
     "write_json",
     "write_split_results",
@@ -49,7 +53,7 @@ def evaluate_split(
     """All metrics of one split (unprefixed) and the estimated event table (offsets clipped to
     each file's duration)."""
     targets = dict(zip(data.filenames, data.targets, strict=True))
-    durations = {f: data.durations.get(f, len(targets[f]) * hop_seconds) for f in probs}
+    durations = {f: d for f, d in split_durations(data, hop_seconds).items() if f in probs}
     estimated = probs_to_events(probs, hop_seconds, classes, postprocessing, durations)
     if not events:
         names = list(probs)
@@ -109,6 +113,15 @@ def write_split_results(
     return {f"{split}/{k}": float(v) for k, v in scalars.items()}
 
 
+class Evaluation(NamedTuple):
+    """What `evaluate_model` returns: `SPLIT/NAME` metrics, probabilities {split: {file: [T, C]}}
+    and the post-processing the result files were made with (tuned on validation, or as given)."""
+
+    metrics: dict[str, float]
+    probs: dict[str, dict[str, np.ndarray]]
+    postprocessing: PostProcessing
+
+
 def evaluate_model(
     model: nn.Module,
     splits: Mapping[str, SplitFeatures],
@@ -121,12 +134,20 @@ def evaluate_model(
     batch_size: int,
     amp: bool,
     progress: bool = False,
-) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    tuning: Tuning | None = None,
+    fixed: PostProcessing | None = None,
+) -> Evaluation:
     """The one evaluation path of sed.train and sed.evaluate: free-running probabilities of every
     split (`predict_files`), their loss, metrics and result files (`write_split_results`).
 
-    Returns the metrics as `SPLIT/NAME` and the probabilities {split: {filename: [T, C]}}.
+    With `tuning` enabled, post-processing is searched on the validation split's probabilities
+    alone (`tune_postprocessing`, starting from `postprocessing`); every split is then scored
+    with the chosen settings (`SPLIT/NAME`) and, for comparison, with the fixed ones
+    (`SPLIT/fixed_NAME`, headline metrics; also reported for `fixed` when given, as
+    sed.evaluate does for a tuned run). Writes postprocess.json (the settings used) and,
+    when tuned, tuning.json and tuning.csv (every trial) to `out_dir`.
     """
+    out_dir = Path(out_dir)
     metrics: dict[str, float] = {}
     probs: dict[str, dict[str, np.ndarray]] = {}
     for split, data in splits.items():
@@ -141,12 +162,54 @@ def evaluate_model(
             progress=progress,
             desc=split,
         )
-        metrics.update(
-            write_split_results(
-                out_dir, split, data, probs[split], classes, hop_seconds, postprocessing
-            )
+    chosen = postprocessing
+    tuned = tuning is not None and tuning.enabled
+    if tuned:
+        if VALIDATION not in splits:
+            raise ValueError("tuning post-processing needs the validation split")
+        val = splits[VALIDATION]
+        result = tune_postprocessing(
+            probs[VALIDATION],
+            val.events,
+            classes,
+            hop_seconds,
+            split_durations(val, hop_seconds),
+            start=postprocessing,
+            space=tuning.space,
+            criterion=tuning.criterion,
+            progress=progress,
         )
-    return metrics, probs
+        chosen, fixed = result.postprocessing, postprocessing
+        write_csv(result.trials, out_dir / "tuning.csv", index=False, float_format="%.6f")
+        write_json(
+            {
+                "criterion": result.criterion,
+                "validation_score": result.score,
+                "validation_score_fixed": result.start_score,
+                "fixed": postprocessing.to_dict(),
+                "chosen": chosen.to_dict(),
+            },
+            out_dir / "tuning.json",
+        )
+    for split, data in splits.items():
+        metrics.update(
+            write_split_results(out_dir, split, data, probs[split], classes, hop_seconds, chosen)
+        )
+        if fixed is not None:
+            other, _ = evaluate_split(
+                data, probs[split], classes, hop_seconds, fixed, psds=False, classwise=False
+            )
+            metrics.update({f"{split}/fixed_{k}": float(other[k]) for k in HEADLINE})
+    write_json(chosen.to_dict(), out_dir / "postprocess.json")
+    return Evaluation(metrics, probs, chosen)
+
+
+def split_durations(data: SplitFeatures, hop_seconds: float) -> dict[str, float]:
+    """Each file's duration in seconds (known, else its frame count times the hop)."""
+    return {
+        f: data.durations.get(f, len(t) * hop_seconds)
+        for f, t in zip(data.filenames, data.targets, strict=True)
+    }
 
 
 def summary_lines(metrics: Mapping[str, float], splits: tuple[str, ...] | list[str]) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sed.checkpoints import build_model, model_spec
+from sed.checkpoints import build_model, load_checkpoint, model_spec, save_checkpoint
 from sed.data import synthetic
 from sed.data.datasets import FileDataset, SequenceDataset
 from sed.data.folder import EVAL_SPLITS
@@ -30,6 +30,7 @@ from sed.plots import plot_learning_curves, plot_teacher_forcing
 from sed.postprocess import PostProcessing
 from sed.sampling import TeacherForcingSampler
 from sed.training import Trainer, TrainerSettings
+from sed.tuning import Tuning
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     content."""
     run_dir = Path(cfg.paths.output_dir)
     settings: TrainerSettings = instantiate(cfg.trainer)
+    # Settings that can be checked are checked before any data is generated or feature computed.
+    postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
+    tuning: Tuning = instantiate(cfg.tuning)
     seed_everything(int(cfg.seed))
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, key="trainer.device")
     root = prepare_data(cfg)
 
     logmel = LogMel(**OmegaConf.to_container(cfg.features, resolve=True)).to(device)
@@ -99,10 +103,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Seed again here: generating the data set or filling the feature cache on first use must
     # not shift the random draws of weight initialisation and training.
     seed_everything(int(cfg.seed))
-    model = build_model(spec)
+    model = build_model(spec, where="config model")
     sampler = make_sampler(cfg, num_batches)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
-    postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
     meta = {
         "model_spec": spec,
         "features": logmel.params,
@@ -139,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
     }
     start = time.perf_counter()
-    evaluated, _ = evaluate_model(
+    evaluated = evaluate_model(
         model,
         {split: splits[split] for split in EVAL_SPLITS},
         run_dir,
@@ -149,13 +152,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         device,
         batch_size=settings.batch_size,
         amp=settings.amp,
+        progress=settings.progress,
+        tuning=tuning,
     )
-    metrics.update(evaluated)
+    metrics.update(evaluated.metrics)
+    if tuning.enabled:
+        store_postprocessing(trainer.ckpt_dir, evaluated.postprocessing)
     metrics["eval_seconds"] = time.perf_counter() - start
     write_json(metrics, run_dir / "metrics.json")
     write_training_plots(run_dir, settings.monitor, result.best_epoch)
     log.info("final evaluation:\n  %s", "\n  ".join(summary_lines(metrics, EVAL_SPLITS)))
     return metrics
+
+
+def store_postprocessing(ckpt_dir: Path, postprocessing: PostProcessing) -> None:
+    """Put the post-processing chosen on validation into the run's checkpoints, so that
+    sed.predict and sed.evaluate apply it; the fixed settings stay as `postprocess_fixed`."""
+    for path in sorted(ckpt_dir.glob("*.pt")):
+        state = load_checkpoint(path)
+        state.setdefault("postprocess_fixed", state.get("postprocess"))
+        state["postprocess"] = postprocessing.to_dict()
+        save_checkpoint(state, path)
 
 
 def write_training_plots(run_dir: Path, monitor: str, best_epoch: int) -> None:

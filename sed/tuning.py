@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 from sed.evaluation import evaluate_events
 from sed.postprocess import PostProcessing, probs_to_events
 
-__all__ = ["CRITERIA", "SearchSpace", "TuningError", "TuningResult", "tune_postprocessing"]
+__all__ = [
+    "CRITERIA",
+    "SearchSpace",
+    "Tuning",
+    "TuningError",
+    "TuningResult",
+    "tune_postprocessing",
+]
 
 # Class-wise criteria and whether higher is better.
 CRITERIA = {"event_f1": True, "event_er": False, "segment_f1": True, "segment_er": False}
@@ -36,7 +43,7 @@ class TuningError(ValueError):
 
 @dataclass
 class SearchSpace:
-    """Candidate values per post-processing step (configs/postprocess/*.yaml `tune:` block)."""
+    """Candidate values per post-processing step (configs/tuning/*.yaml `space:`)."""
 
     thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7)
     median_seconds: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 1.0)
@@ -47,12 +54,29 @@ class SearchSpace:
         for name in ("thresholds", "median_seconds", "min_duration", "min_gap"):
             values = [float(v) for v in getattr(self, name)]
             if not values:
-                raise TuningError(f"postprocess.tune.{name} must list at least one value")
+                raise TuningError(f"tuning.space.{name} must list at least one value")
             if name == "thresholds" and not all(0.0 < v < 1.0 for v in values):
-                raise TuningError(f"postprocess.tune.thresholds must lie in (0, 1), got {values}")
+                raise TuningError(f"tuning.space.thresholds must lie in (0, 1), got {values}")
             if name != "thresholds" and any(v < 0 or not math.isfinite(v) for v in values):
-                raise TuningError(f"postprocess.tune.{name} must be >= 0, got {values}")
+                raise TuningError(f"tuning.space.{name} must be >= 0, got {values}")
             setattr(self, name, tuple(values))
+
+
+@dataclass
+class Tuning:
+    """Whether and how the final evaluation tunes post-processing (configs/tuning/*.yaml)."""
+
+    enabled: bool = True
+    criterion: str = "event_f1"
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise TuningError(
+                f"tuning.criterion must be one of {sorted(CRITERIA)}, got {self.criterion!r}"
+            )
+        if isinstance(self.space, Mapping):
+            self.space = SearchSpace(**self.space)
 
 
 @dataclass
@@ -84,11 +108,9 @@ def tune_postprocessing(
 ) -> TuningResult:
     """Search `space` on one (validation) split; returns per-class settings as dicts label ->
     value. `start` supplies the defaults (scalars) tried first; the result is kept only if its
-    overall (micro) `criterion` is at least as good as `start`'s, otherwise `start` is returned."""
+    overall (micro) `criterion` is better than `start`'s, otherwise `start` is returned."""
     if criterion not in CRITERIA:
-        raise TuningError(
-            f"postprocess.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}"
-        )
+        raise TuningError(f"tuning.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
     higher = CRITERIA[criterion]
     space = space or SearchSpace()
     classes = [str(c) for c in classes]
@@ -102,7 +124,7 @@ def tune_postprocessing(
 
     def score(settings: dict[str, Any], stage: str) -> dict[str, float]:
         pp = PostProcessing(**settings)
-        estimated = probs_to_events(probs, hop_seconds, classes, pp)
+        estimated = probs_to_events(probs, hop_seconds, classes, pp, durations)
         metrics = evaluate_events(reference, estimated, classes, durations, classwise=True)
         per_class = {c: _orient(metrics[f"{criterion}/{c}"], higher) for c in classes}
         rows.append(
@@ -149,7 +171,7 @@ def tune_postprocessing(
     bar.close()
     tuned = PostProcessing(**{key: {c: best[c][key] for c in classes} for key in default})
     final = score({k: getattr(tuned, k) for k in default}, "final")["_overall"]
-    chosen, chosen_score = (tuned, final) if final >= start_score else (start, start_score)
+    chosen, chosen_score = (tuned, final) if final > start_score else (start, start_score)
     sign = 1.0 if higher else -1.0
     return TuningResult(
         chosen, criterion, sign * chosen_score, sign * start_score, pd.DataFrame(rows)

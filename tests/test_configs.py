@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sed.checkpoints import build_model, model_spec
 from sed.features import LogMel
@@ -104,9 +104,12 @@ def test_every_experiment_and_method_instantiates(
     cfg = compose("train", f"+experiment={experiment}", f"method={method}")
     assert cfg.method == method and cfg.task_name == experiment
     classes = cfg.data.get("classes") or ["a", "b", "c"]
-    kwargs = {k: v for k, v in cfg.model.items() if k != "_target_"}
+    kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"
+    }
     model = build_model(model_spec(cfg.model._target_, {**kwargs, "num_classes": len(classes)}))
     instantiate(cfg.optimizer)(model.parameters())
+    assert instantiate(cfg.tuning).space.thresholds
     LogMel(**cfg.features)
     PostProcessing(**cfg.postprocess)
     settings = instantiate(cfg.trainer)

@@ -3,6 +3,7 @@ same probabilities, whatever files share its batch, and sed.evaluate reproduces 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from sed.models.crnn import CRNN
 from sed.outputs import evaluate_model
 from sed.postprocess import PostProcessing
 from sed.predict import predict
+from sed.tuning import SearchSpace, Tuning
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -188,7 +190,7 @@ def test_train_evaluate_and_predict_agree(trained_run: dict, tmp_path: Path):
         splits=EVAL_SPLITS,
         normalizer=trained_run["normalizer"],
     )
-    metrics, probs = evaluate_model(
+    metrics, probs, _ = evaluate_model(
         trained_run["model"],
         splits,
         run_dir,
@@ -260,3 +262,51 @@ def _predict_test_audio(trained_run: dict, out_dir, **overrides):
         )
     )
     return output
+
+
+def test_test_labels_never_influence_tuned_postprocessing(trained_run: dict, tmp_path: Path):
+    """Tuning reads validation only: permuting the test split's labels leaves the chosen
+    post-processing and every validation number unchanged (and changes the test numbers)."""
+    logmel = LogMel(**FEATURES)
+    classes, splits, _ = load_corpus(
+        trained_run["root"],
+        logmel,
+        tmp_path / "cache" / "features",
+        classes=CLASSES,
+        splits=EVAL_SPLITS,
+        normalizer=trained_run["normalizer"],
+    )
+    space = SearchSpace(thresholds=(0.2, 0.5), median_seconds=(0.1, 0.5), min_duration=(0.0, 0.2))
+    runs = []
+    for permute in (False, True):
+        if permute:
+            test = splits["test"]
+            events = test.events.copy()  # every label moved to the next class
+            events["event_label"] = [
+                CLASSES[(CLASSES.index(c) + 1) % len(CLASSES)] for c in events["event_label"]
+            ]
+            splits = {**splits, "test": dataclasses.replace(test, events=events)}
+        runs.append(
+            evaluate_model(
+                trained_run["model"],
+                splits,
+                tmp_path / f"run{int(permute)}",
+                classes,
+                logmel.hop_seconds,
+                trained_run["postprocessing"],
+                CPU,
+                batch_size=3,
+                amp=False,
+                tuning=Tuning(space=space),
+            )
+        )
+    first, second = runs
+    assert first.postprocessing.to_dict() == second.postprocessing.to_dict()
+    validation = {k: v for k, v in first.metrics.items() if k.startswith("validation/")}
+    assert validation == {k: second.metrics[k] for k in validation}
+    assert "test/fixed_event_f1" in first.metrics
+    assert first.metrics["test/event_f1"] != second.metrics["test/event_f1"]
+    assert (tmp_path / "run0" / "tuning.csv").is_file()
+    assert json.loads((tmp_path / "run0" / "postprocess.json").read_text()) == (
+        first.postprocessing.to_dict()
+    )
