@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed.checkpoints import build_model, load_checkpoint, model_spec, save_checkpoint
 from sed.data import synthetic
+from sed.data.augment import Augment, AugmentedDataset
 from sed.data.datasets import FileDataset, SequenceDataset
 from sed.data.folder import EVAL_SPLITS
 from sed.data.loading import load_corpus
@@ -68,6 +69,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Settings that can be checked are checked before any data is generated or feature computed.
     postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
     tuning: Tuning = instantiate(cfg.tuning)
+    augment: Augment = instantiate(cfg.augment)
     seed_everything(int(cfg.seed))
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
@@ -88,6 +90,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_set = SequenceDataset(
         train_data.features, train_data.targets, train_data.filenames, seq_len=settings.seq_len
     )
+    if augment.enabled:
+        train_set = AugmentedDataset(
+            train_set, augment, int(cfg.seed), normalizer.mean, normalizer.std
+        )
     val_set = FileDataset(val_data.features, val_data.targets, val_data.filenames)
     num_batches = settings.batches_per_epoch(len(train_set))
     if num_batches < 1:
@@ -106,6 +112,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_model(spec, where="config model")
     sampler = make_sampler(cfg, num_batches)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
+    scheduler = None
+    if cfg.get("scheduler"):
+        scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=settings.epochs * num_batches)
     meta = {
         "model_spec": spec,
         "features": logmel.params,
@@ -114,7 +123,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "postprocess": postprocessing.to_dict(),
         "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
     }
-    trainer = Trainer(model, sampler, optimizer, settings, run_dir, device, int(cfg.seed), meta)
+    trainer = Trainer(
+        model, sampler, optimizer, settings, run_dir, device, int(cfg.seed), meta, scheduler
+    )
 
     def validate(probs: dict[str, np.ndarray]) -> dict[str, float]:
         metrics, _ = evaluate_split(

@@ -104,6 +104,7 @@ class Trainer:
         device: torch.device,
         seed: int = 0,
         meta: dict[str, Any] | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ) -> None:
         self.model = model.to(device)
         self.sampler = sampler
@@ -112,6 +113,7 @@ class Trainer:
         self.device = device
         self.seed = int(seed)
         self.meta = dict(meta or {})
+        self.scheduler = scheduler  # stepped once per training batch, like the sampler
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.forcing_rng = torch.Generator(device=device).manual_seed(self.seed + 1)
@@ -130,6 +132,7 @@ class Trainer:
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "epoch": self.epoch,
             "batches_seen": self.batches_seen,
@@ -151,6 +154,8 @@ class Trainer:
         """Restore a `state_dict()` (the whole training state, for resuming)."""
         self.model.load_state_dict(require(state, "model", path))
         self.optimizer.load_state_dict(require(state, "optimizer", path))
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(require(state, "sampler", path))
         for key in ("epoch", "batches_seen", "best_value", "best_epoch", "bad_epochs"):
             setattr(self, key, require(state, key, path))
@@ -210,6 +215,8 @@ class Trainer:
         if self.settings.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         self.sampler.step()
         return loss.item()
 
@@ -283,6 +290,8 @@ class Trainer:
             for _ in epochs_bar:
                 epoch_start = time.perf_counter()
                 p_start = float(self.sampler.probability)
+                if hasattr(train_set, "set_epoch"):  # augmentation drawn anew each epoch
+                    train_set.set_epoch(self.epoch)
                 train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), batch_log)
                 handle.flush()
                 probs, val_loss = predict_batches(
@@ -376,3 +385,24 @@ def _truncate_csv(path: Path, key: str, limit: int) -> None:
         writer.writerows(rows)
 
     atomic_write(path, write, text=True)
+
+
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.05, floor: float = 0.01
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first `warmup` share of `total_steps` batches, then cosine decay
+    of the learning rate to `floor` times its peak (configs/scheduler/cosine.yaml)."""
+    if not 0.0 <= warmup < 1.0 or not 0.0 <= floor <= 1.0 or total_steps < 1:
+        raise ValueError(
+            f"scheduler: warmup must be in [0, 1), floor in [0, 1] and total_steps >= 1, "
+            f"got {warmup}, {floor}, {total_steps}"
+        )
+    ramp = max(1, round(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < ramp:
+            return (step + 1) / ramp
+        progress = min(1.0, (step - ramp) / max(1, total_steps - ramp))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

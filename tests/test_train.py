@@ -35,7 +35,7 @@ def with_overrides(cfg: DictConfig, run_dir: Path, **values: object) -> DictConf
     cfg = cfg.copy()
     cfg.paths.output_dir = str(run_dir)
     for key, value in values.items():
-        OmegaConf.update(cfg, key.replace("__", "."), value)
+        OmegaConf.update(cfg, key.replace("__", "."), value, force_add=True)
     return cfg
 
 
@@ -115,10 +115,22 @@ def test_same_config_same_numbers(smoke_run: Path, cfg_train: DictConfig) -> Non
     assert without_seconds(first) == without_seconds(second)
 
 
+AUGMENTED = {
+    "augment": {
+        "_target_": "sed.data.augment.Augment",
+        "shift": True,
+        "mix_prob": 0.5,
+        "freq_masks": 2,
+    },
+    "scheduler": {"_target_": "sed.training.cosine_schedule", "_partial_": True, "warmup": 0.1},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, AUGMENTED], ids=["plain", "augmented+cosine"])
 def test_resume_equals_uninterrupted(
-    cfg_train: DictConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cfg_train: DictConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict
 ) -> None:
-    common = {"trainer__epochs": 3, "trainer__patience": 10}
+    common = {"trainer__epochs": 3, "trainer__patience": 10, **extra}
     full, part = tmp_path / "full", tmp_path / "part"
     train(with_overrides(cfg_train, full, **common))
     # Interrupted: stop after the first epoch (as a crash after its checkpoint would), then resume.

@@ -1,0 +1,84 @@
+"""Augmentation keeps frame labels exact, mixes in the power domain, and is reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sed.data.augment import Augment, AugmentedDataset
+from sed.data.datasets import SequenceDataset
+
+MEAN = np.linspace(-60, -20, 6).astype(np.float32)
+STD = np.linspace(5, 10, 6).astype(np.float32)
+
+
+def _base(n_files: int = 4, frames: int = 30) -> SequenceDataset:
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((frames, 6)).astype(np.float32) for _ in range(n_files)]
+    targets = []
+    for i in range(n_files):
+        t = np.zeros((frames, 3), np.float32)
+        t[3 * i : 3 * i + 8, i % 3] = 1  # each file its own active run
+        targets.append(t)
+    return SequenceDataset(feats, targets, [f"f{i}" for i in range(n_files)], seq_len=frames)
+
+
+def test_shift_rolls_features_and_targets_together() -> None:
+    base = _base()
+    data = AugmentedDataset(base, Augment(shift=True), seed=1, mean=MEAN, std=STD)
+    item, orig = data[2], base[2]
+    k = next(
+        k for k in range(30) if torch.equal(torch.roll(orig["features"], k, 0), item["features"])
+    )
+    assert torch.equal(torch.roll(orig["targets"], k, 0), item["targets"])
+
+
+def test_mixing_sums_powers_and_takes_the_union_of_labels() -> None:
+    base = _base()
+    data = AugmentedDataset(
+        base, Augment(mix_prob=1.0, mix_gain_db=0.0), seed=3, mean=MEAN, std=STD
+    )
+    item = data[0]
+    partners = [base[j] for j in range(1, 4)]
+    db = lambda x: x * torch.as_tensor(STD) + torch.as_tensor(MEAN)  # noqa: E731
+    matched = []
+    for other in partners:
+        power = 10 ** (db(base[0]["features"]) / 10) + 10 ** (db(other["features"]) / 10)
+        expected = (10 * torch.log10(power) - torch.as_tensor(MEAN)) / torch.as_tensor(STD)
+        if torch.allclose(item["features"], expected, atol=1e-4):
+            matched.append(other)
+    assert len(matched) == 1  # exactly one partner explains the mixture
+    assert torch.equal(item["targets"], torch.maximum(base[0]["targets"], matched[0]["targets"]))
+
+
+def test_frequency_masks_leave_targets_alone() -> None:
+    base = _base()
+    data = AugmentedDataset(
+        base, Augment(freq_masks=2, freq_mask_bands=3), seed=0, mean=MEAN, std=STD
+    )
+    for i in range(len(base)):
+        item = data[i]
+        assert torch.equal(item["targets"], base[i]["targets"])
+        changed = (item["features"] != base[i]["features"]).any(0)
+        assert changed.sum() <= 6 and (item["features"][:, changed] == 0).all()
+
+
+def test_same_seed_epoch_item_same_draw_and_epochs_differ() -> None:
+    aug = Augment(shift=True, mix_prob=0.5, freq_masks=2)
+    a = AugmentedDataset(_base(), aug, seed=7, mean=MEAN, std=STD)
+    b = AugmentedDataset(_base(), aug, seed=7, mean=MEAN, std=STD)
+    for epoch in (0, 3):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        assert all(torch.equal(a[i]["features"], b[i]["features"]) for i in range(4))
+    a.set_epoch(0)
+    first = [a[i]["features"] for i in range(4)]
+    a.set_epoch(1)
+    assert any(not torch.equal(f, a[i]["features"]) for i, f in enumerate(first))
+
+
+@pytest.mark.parametrize("kwargs", [{"mix_prob": 1.5}, {"freq_masks": -1}])
+def test_bad_settings_name_the_key(kwargs) -> None:
+    with pytest.raises(ValueError, match=f"augment.{next(iter(kwargs))}"):
+        Augment(**kwargs)
