@@ -165,7 +165,7 @@ def run_search(
     space = OmegaConf.to_container(settings.space, resolve=True)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if frozen.user_attrs.get("worker") == worker:  # left by this worker's killed process
-            trial = optuna.Trial(study, frozen._trial_id)
+            trial = optuna.Trial(study, frozen._trial_id)  # reopen it: ask() only makes new ones
             _run_trial(study, trial, cfg, search_dir, base_overrides, resume=True)
     while len(study.get_trials(deepcopy=False, states=COUNTED)) < int(settings.n_trials):
         trial = study.ask()

@@ -51,10 +51,16 @@ def sweep(sed_root: Path, sweep_dir: Path, *overrides: str) -> subprocess.Comple
 
 
 def two_finished_runs(sweep_dir: Path) -> pd.DataFrame:
-    runs = report(sweep_dir, verbose=False, hparams=False, n_resamples=0).runs
+    """Two finished runs in distinct directories (jobs started together), listed by sed.report
+    with bootstrap intervals around the metrics their final evaluation computed."""
+    result = report(sweep_dir, verbose=False, hparams=False, n_resamples=50)
+    runs = result.runs
     assert [Path(r).name for r in runs["run_dir"]] == ["0", "1"]
     assert runs["status"].tolist() == ["finished", "finished"]
     assert sorted(runs["seed"]) == [1, 2]
+    intervals = pd.read_csv(result.out_dir / "intervals.csv")
+    point = intervals[intervals["metric"] == "test/segment_f1"]["value"].tolist()
+    assert point == pytest.approx(runs["test/segment_f1"].tolist())  # per_file/ sums to metrics
     return runs
 
 
