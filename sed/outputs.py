@@ -19,6 +19,7 @@ from sed.inference import predict_files
 from sed.io import write_csv, write_json
 from sed.plots import plot_event_roll
 from sed.postprocess import PostProcessing, binarize, probs_to_events
+from sed.stats import per_file_counts
 from sed.tuning import Tuning, tune_postprocessing
 
 __all__ = [
@@ -87,13 +88,17 @@ def write_split_results(
     postprocessing: PostProcessing,
     n_examples: int = 3,
 ) -> dict[str, float]:
-    """Evaluate one split and write predictions/{split}.tsv, classwise/{split}.csv and event-roll
-    plots of a few files; returns the metrics prefixed with `split/`."""
+    """Evaluate one split and write predictions/{split}.tsv, classwise/{split}.csv,
+    per_file/{split}.csv (sed_eval's counts per file, from which sed.report bootstraps confidence
+    intervals) and event-roll plots of a few files; returns the metrics prefixed with `split/`."""
     run_dir = Path(run_dir)
     metrics, estimated = evaluate_split(data, probs, classes, hop_seconds, postprocessing)
     write_tsv(estimated, run_dir / "predictions" / f"{split}.tsv", filenames=list(probs))
     table = classwise_table(metrics, classes)
     write_csv(table, run_dir / "classwise" / f"{split}.csv", float_format="%.6f")
+    durations = {f: d for f, d in split_durations(data, hop_seconds).items() if f in probs}
+    counts = per_file_counts(data.events, estimated, classes, durations)
+    write_csv(counts, run_dir / "per_file" / f"{split}.csv")
     if split == TEST:
         features = dict(zip(data.filenames, data.features, strict=True))
         for name in example_files(data, n_examples):

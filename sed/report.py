@@ -12,6 +12,15 @@ that holds `.hydra/` is a run. A run's status is:
 
 Runs that did not finish are counted per group (`n_failed`, `n_unfinished`), listed in
 summary.md and printed: never silently dropped. Output goes to DIR/report/ by default.
+
+Is it better? For runs whose final evaluation wrote `per_file/SPLIT.csv` (sed_eval's counts per
+test file), intervals.csv holds a percentile bootstrap interval over test files of each run's
+event / segment F1 and ER, and comparisons.csv the paired comparison of every two values of
+`--compare` (default: method) trained with the same other settings on the same folds and seeds:
+the difference A - B of the metric pooled over the matched runs' test files, with its interval
+from resampling those files (seed-to-seed variation beyond the matched runs is not resampled).
+tensorboard/ holds every finished run's overrides and headline metrics for TensorBoard's HParams
+view (`tensorboard --logdir DIR/report/tensorboard`).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sed.io import write_csv, write_text
+from sed.stats import bootstrap, paired_bootstrap
 
 __all__ = [
     "ALWAYS",
@@ -41,14 +51,17 @@ __all__ = [
     "ReportError",
     "SWEEP_PARAMS",
     "collect_runs",
+    "confidence_intervals",
     "find_run_dirs",
     "main",
     "metric_columns",
     "override_columns",
+    "paired_comparisons",
     "parse_override",
     "report",
     "summarize",
     "summary_markdown",
+    "write_hparams",
 ]
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
@@ -352,6 +365,231 @@ def summarize(
     return summary
 
 
+# --------------------------------------------------------------------------- is it better?
+
+
+def _per_file(run_dir: str | Path, split: str) -> pd.DataFrame | None:
+    """The run's per_file/SPLIT.csv (sed_eval counts per file, indexed by filename), or None."""
+    path = Path(run_dir) / "per_file" / f"{split}.csv"
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, index_col="filename", keep_default_na=False)
+    except (OSError, ValueError) as error:
+        raise ReportError(f"{path}: cannot read the per-file counts: {error}") from error
+
+
+def confidence_intervals(
+    runs: pd.DataFrame,
+    split: str = "test",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per finished run with per_file/SPLIT.csv and bootstrapped metric: `run_dir`,
+    `metric` (SPLIT/NAME), `value` (on all files), `low`, `high` (percentile bootstrap over files)."""
+    rows = []
+    for run_dir in runs.loc[runs["status"] == FINISHED, "run_dir"]:
+        counts = _per_file(run_dir, split)
+        if counts is None or counts.empty:
+            continue
+        for name, (value, low, high) in bootstrap(
+            counts, n_resamples=n_resamples, confidence=confidence, seed=seed
+        ).items():
+            rows.append(
+                {
+                    "run_dir": run_dir,
+                    "metric": f"{split}/{name}",
+                    "value": value,
+                    "low": low,
+                    "high": high,
+                    "n_files": len(counts),
+                }
+            )
+    return pd.DataFrame(rows, columns=["run_dir", "metric", "value", "low", "high", "n_files"])
+
+
+def paired_comparisons(
+    runs: pd.DataFrame,
+    compare: str = "method",
+    match: Sequence[str] = DEFAULT_OVER,
+    split: str = "test",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A - B for every two values A < B of `compare` among finished runs that agree on every other
+    override: runs are paired on the `match` keys (fold, seed), their per-file counts pooled over
+    the pairs, and the difference resampled file by file (stats.paired_bootstrap). Columns: the
+    shared settings, `a`, `b`, `n_pairs`, `n_files`, `metric`, `difference`, `low`, `high`."""
+    if compare not in runs.columns:
+        return pd.DataFrame()
+    match_keys = [k for k in match if k in runs.columns]
+    others = [k for k in override_columns(runs) if k != compare and k not in match_keys]
+    done = runs[(runs["status"] == FINISHED) & runs[compare].notna()]
+    rows = []
+    groups = done.groupby(others, dropna=False, sort=False) if others else [((), done)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        by_value: dict[Any, dict[tuple, str]] = {}
+        for _, run in group.iterrows():
+            ident = tuple(None if _missing(run[k]) else run[k] for k in match_keys)
+            by_value.setdefault(run[compare], {})[ident] = run["run_dir"]
+        values = sorted(by_value, key=str)
+        for i, a in enumerate(values):
+            for b in values[i + 1 :]:
+                pairs = sorted(set(by_value[a]) & set(by_value[b]), key=str)
+                stacked = _stack_pairs([(by_value[a][p], by_value[b][p]) for p in pairs], split)
+                if stacked is None:
+                    continue
+                counts_a, counts_b, n_pairs = stacked
+                try:
+                    result = paired_bootstrap(
+                        counts_a,
+                        counts_b,
+                        n_resamples=n_resamples,
+                        confidence=confidence,
+                        seed=seed,
+                    )
+                except ValueError as error:
+                    raise ReportError(f"{compare}={a} vs {compare}={b}: {error}") from error
+                for name, (diff, low, high) in result.items():
+                    rows.append(
+                        {
+                            **dict(zip(others, key, strict=True)),
+                            "a": a,
+                            "b": b,
+                            "n_pairs": n_pairs,
+                            "n_files": len(counts_a),
+                            "metric": f"{split}/{name}",
+                            "difference": diff,
+                            "low": low,
+                            "high": high,
+                        }
+                    )
+    columns = [*others, "a", "b", "n_pairs", "n_files", "metric", "difference", "low", "high"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.attrs["compare"] = compare
+    return table
+
+
+def _stack_pairs(
+    pairs: list[tuple[str, str]], split: str
+) -> tuple[pd.DataFrame, pd.DataFrame, int] | None:
+    """Per-file counts of the paired runs, stacked with index `PAIR:filename`; None when no pair
+    has counts on both sides."""
+    parts_a, parts_b = [], []
+    for number, (dir_a, dir_b) in enumerate(pairs):
+        a, b = _per_file(dir_a, split), _per_file(dir_b, split)
+        if a is None or b is None or a.empty or b.empty:
+            continue
+        if set(a.index) != set(b.index):
+            only = sorted(set(a.index) ^ set(b.index))[:3]
+            raise ReportError(
+                f"{dir_a} and {dir_b} are paired (same fold and seed) but were tested on "
+                f"different files, e.g. {only}"
+            )
+        parts_a.append(a.rename(index=lambda f, n=number: f"{n}:{f}"))
+        parts_b.append(b.rename(index=lambda f, n=number: f"{n}:{f}"))
+    if not parts_a:
+        return None
+    return pd.concat(parts_a), pd.concat(parts_b), len(parts_a)
+
+
+def write_hparams(runs: pd.DataFrame, log_dir: str | Path, root: Path | None = None) -> Path:
+    """Every finished run's overrides (hyperparameters) and SPLIT/NAME metrics under `log_dir`, one
+    TensorBoard run each, for the HParams view: `tensorboard --logdir LOG_DIR`."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir = Path(log_dir)
+    params = override_columns(runs)
+    metrics = [m for m in metric_columns(runs) if "/" in m]
+    with SummaryWriter(str(log_dir)) as writer:
+        for _, run in runs[runs["status"] == FINISHED].iterrows():
+            hparams = {k: _hparam(run[k]) for k in params if not _missing(run[k])}
+            values = {m: float(run[m]) for m in metrics if _is_number(run[m])}
+            name = re.sub(r"[^\w.-]+", "_", _relative(run["run_dir"], root))
+            writer.add_hparams(hparams, values, run_name=name)
+    return log_dir
+
+
+def _hparam(value: Any) -> int | float | str | bool:
+    """A value TensorBoard's HParams accepts (numbers, bools, strings)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def significance_markdown(
+    intervals: pd.DataFrame, comparisons: pd.DataFrame, metric: str, root: Path | None
+) -> list[str]:
+    """The "Is it better?" section of summary.md: each run's interval of `metric` (when it is
+    bootstrapped) and the paired differences."""
+    lines = ["## Is it better?", ""]
+    shown = metric if metric in set(intervals["metric"]) else None
+    if shown is None and not intervals.empty:
+        shown = intervals["metric"].iloc[0]
+    if shown is None:
+        return [*lines, "No run has per_file/ counts (written by the final evaluation).", ""]
+    rows = intervals[intervals["metric"] == shown]
+    lines += [
+        f"`{shown}` per run with its 95 % percentile bootstrap interval over test files "
+        "(intervals.csv has every bootstrapped metric):",
+        "",
+        _markdown_table(
+            ["run", shown, "files"],
+            [
+                [
+                    f"`{_relative(r['run_dir'], root)}`",
+                    f"{r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}]",
+                    str(int(r["n_files"])),
+                ]
+                for _, r in rows.iterrows()
+            ],
+        ),
+        "",
+    ]
+    if not comparisons.empty:
+        compare = comparisons.attrs.get("compare", "method")
+        table = comparisons[comparisons["metric"] == shown]
+        others = [c for c in comparisons.columns if c not in _COMPARISON_COLUMNS]
+        lines += [
+            f"Paired comparisons of `{compare}` (A - B on the same test files of runs with the "
+            f"same folds and seeds; 95 % interval; an interval excluding 0 is a difference these "
+            f"test files support):",
+            "",
+            _markdown_table(
+                [*others, "A", "B", "pairs", f"A - B: {shown}"],
+                [
+                    [
+                        *(_text(r[k]) for k in others),
+                        _text(r["a"]),
+                        _text(r["b"]),
+                        str(int(r["n_pairs"])),
+                        _interval(r["difference"], r["low"], r["high"]),
+                    ]
+                    for _, r in table.iterrows()
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
+_COMPARISON_COLUMNS = ("a", "b", "n_pairs", "n_files", "metric", "difference", "low", "high")
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -517,11 +755,16 @@ def report(
     over: Sequence[str] = DEFAULT_OVER,
     out: str | Path | None = None,
     verbose: bool = True,
+    compare: str = "method",
+    n_resamples: int = 1000,
+    hparams: bool = True,
 ) -> Report:
     """Collect, summarize and write runs.csv, summary.csv, summary.md and the sweep plots of
     `metric` against sampler.gamma / p_min / p_max (those that vary) under `out` (DIR/report).
     Runs are grouped by `group_by`, by default by every override (and the `method` of their
-    config) except the `over` keys."""
+    config) except the `over` keys. With `n_resamples` > 0, intervals.csv and comparisons.csv
+    (paired by the `over` keys, `compare` against `compare`) from the runs' per-file counts of
+    the metric's split; with `hparams`, tensorboard/ for the HParams view."""
     from sed.plots import plot_metric_vs_params
 
     root = Path(directory).resolve()
@@ -541,11 +784,18 @@ def report(
         plot_metric_vs_params(done, metric, params, path, by=[k for k in keys if k not in params])
         plots.append(path)
     text = summary_markdown(runs, summary, metric, root=root, plots=plots, out_dir=out_dir)
-    files = [
-        _write_csv(runs, out_dir / "runs.csv"),
-        _write_csv(summary, out_dir / "summary.csv"),
-        _write_text(text + "\n", out_dir / "summary.md"),
-    ]
+    files = [_write_csv(runs, out_dir / "runs.csv"), _write_csv(summary, out_dir / "summary.csv")]
+    if n_resamples > 0:
+        split = metric.split("/")[0] if "/" in metric else "test"
+        intervals = confidence_intervals(runs, split, n_resamples=n_resamples)
+        comparisons = paired_comparisons(runs, compare, over, split, n_resamples=n_resamples)
+        text += "\n" + "\n".join(significance_markdown(intervals, comparisons, metric, root))
+        files.append(_write_csv(intervals, out_dir / "intervals.csv"))
+        if not comparisons.empty:
+            files.append(_write_csv(comparisons, out_dir / "comparisons.csv"))
+    files.append(_write_text(text + "\n", out_dir / "summary.md"))
+    if hparams and (runs["status"] == FINISHED).any():
+        files.append(write_hparams(runs, out_dir / "tensorboard", root))
     if verbose:
         print(text)
         problems = runs[runs["status"] != FINISHED]
@@ -609,6 +859,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: DIR/report)"
     )
+    parser.add_argument(
+        "--compare",
+        default="method",
+        metavar="KEY",
+        help="key whose values are compared pairwise on the same folds and seeds "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples over test files for intervals and comparisons; 0 skips them "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="do not write tensorboard/ (the HParams view of every run)",
+    )
     return parser
 
 
@@ -616,7 +885,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for a user error, printed without a traceback)."""
     args = build_parser().parse_args(argv)
     try:
-        report(args.dir, metric=args.metric, group_by=args.group_by, over=args.over, out=args.out)
+        report(
+            args.dir,
+            metric=args.metric,
+            group_by=args.group_by,
+            over=args.over,
+            out=args.out,
+            compare=args.compare,
+            n_resamples=args.resamples,
+            hparams=not args.no_tensorboard,
+        )
     except ReportError as error:
         print(f"sed.report: error: {error}", file=sys.stderr)
         return 2

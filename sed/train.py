@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sed import distributed
 from sed.checkpoints import build_model, load_checkpoint, model_spec, save_checkpoint
 from sed.data import synthetic
 from sed.data.augment import Augment, AugmentedDataset
@@ -61,10 +63,17 @@ def make_sampler(cfg: DictConfig, num_batches: int) -> TeacherForcingSampler:
     return instantiate(cfg.sampler)(num_batches=num_batches)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None
+) -> dict[str, Any]:
     """The whole job for a composed config, in `cfg.paths.output_dir`; returns metrics.json's
-    content."""
+    content. `on_epoch(epoch, history_row)` is called after every epoch (sed.tune prunes with it).
+    Under `torchrun`, every rank trains in rank 0's run directory and rank 0 alone evaluates and
+    writes; the other ranks return {}."""
     run_dir = Path(cfg.paths.output_dir)
+    if not cfg.trainer.resume and distributed.requeued(run_dir):
+        log.info("requeued job: resuming from %s", run_dir / "checkpoints" / "last.pt")
+        cfg.trainer.resume = True
     settings: TrainerSettings = instantiate(cfg.trainer)
     # Settings that can be checked are checked before any data is generated or feature computed.
     postprocessing = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
@@ -73,7 +82,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
-    device = resolve_device(settings.device, key="trainer.device")
+    device = distributed.init(resolve_device(settings.device, key="trainer.device"))
+    # Rank 0's run directory on every rank (each rank's Hydra resolved its own timestamp).
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    if not distributed.is_main():  # one log: rank 0's (the others still report warnings)
+        logging.getLogger().setLevel(logging.WARNING)
     root = prepare_data(cfg)
 
     logmel = LogMel(**OmegaConf.to_container(cfg.features, resolve=True)).to(device)
@@ -143,7 +156,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "training on %s: %d sequences, %d batches per epoch", device, len(train_set), num_batches
     )
-    result = trainer.fit(train_set, val_set, validate)
+    result = trainer.fit(train_set, val_set, validate, on_epoch)
+    if not distributed.is_main():
+        return {}
 
     metrics: dict[str, Any] = {
         "best_epoch": result.best_epoch,

@@ -3,6 +3,7 @@ stopping, atomic resumable checkpoints, history.csv and TensorBoard."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -16,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sed import distributed
 from sed.checkpoints import load_checkpoint, require, save_checkpoint
 from sed.data.datasets import collate
 from sed.inference import masked_bce, predict_batches
@@ -92,6 +94,12 @@ class Trainer:
     Randomness: one torch.Generator drives the forcing draws, another the shuffling (reseeded
     from `seed + epoch` every epoch), and the global torch RNG drives dropout; all their states go
     into every checkpoint, so a resumed run ends with the same numbers as an uninterrupted one.
+
+    Under `torchrun` (sed.distributed): `batch_size` is the global batch, each rank trains on its
+    shard of every batch in DistributedDataParallel (gradients averaged), the sampler steps once
+    per global batch on every rank, rank 0 alone validates (its metrics and stop decision are
+    broadcast) and writes checkpoints, logs and TensorBoard; every rank's generator states go
+    into the checkpoints.
     """
 
     def __init__(
@@ -116,7 +124,13 @@ class Trainer:
         self.scheduler = scheduler  # stepped once per training batch, like the sampler
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.forcing_rng = torch.Generator(device=device).manual_seed(self.seed + 1)
+        self.dist = distributed.context()
+        # Each rank draws its own forcing masks and dropout; rank 0 (and one process) as before.
+        rank_seed = self.seed + 1_000_003 * self.dist.rank
+        self.forcing_rng = torch.Generator(device=device).manual_seed(rank_seed + 1)
+        if self.dist.distributed:
+            torch.manual_seed(rank_seed)
+        self.net = distributed.wrap(self.model, device)  # the model, or DDP around it
         self.epoch = 0
         self.batches_seen = 0
         self.best_value = float("nan")
@@ -141,14 +155,19 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "train_seconds": self.train_seconds,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "forcing": self.forcing_rng.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": self._rng_state(),
         }
+        if self.dist.distributed:  # every rank's generators (a collective: all ranks call this)
+            state["rng"]["ranks"] = distributed.all_gather_object(self._rng_state())
         state.update(self.meta)
         return state
+
+    def _rng_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "forcing": self.forcing_rng.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
         """Restore a `state_dict()` (the whole training state, for resuming)."""
@@ -162,14 +181,18 @@ class Trainer:
         self.history = list(require(state, "history", path))
         self.train_seconds = float(state.get("train_seconds", 0.0))
         rng = require(state, "rng", path)
+        ranks = rng.get("ranks") or []
+        if self.dist.distributed and len(ranks) == self.dist.world_size:
+            rng = ranks[self.dist.rank]
         torch.set_rng_state(rng["torch"])
         self.forcing_rng.set_state(rng["forcing"].to(self.forcing_rng.get_state().device))
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save(self, name: str) -> Path:
-        """Atomically write checkpoints/NAME.pt."""
-        return save_checkpoint(self.state_dict(), self.ckpt_dir / f"{name}.pt")
+        """Atomically write checkpoints/NAME.pt (rank 0 writes; every rank must call it)."""
+        state, path = self.state_dict(), self.ckpt_dir / f"{name}.pt"
+        return save_checkpoint(state, path) if distributed.is_main() else path
 
     def resume(self) -> bool:
         """Continue from checkpoints/last.pt when it exists; returns whether it did."""
@@ -182,6 +205,23 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        if shuffle and self.dist.distributed:  # this rank's shard of one process's batches
+            sampler = distributed.ShardedBatchSampler(
+                len(dataset),  # type: ignore[arg-type]
+                self.settings.batch_size,
+                self.dist.rank,
+                self.dist.world_size,
+                generator,
+                drop_last=self.settings.drop_last,
+            )
+            return DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                generator=generator,
+                collate_fn=collate,
+                num_workers=self.settings.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )
         return DataLoader(
             dataset,
             batch_size=self.settings.batch_size,
@@ -203,11 +243,12 @@ class Trainer:
         p_tf = float(self.sampler.probability)
         amp = self.settings.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = self.model(features, targets, p_tf=p_tf, generator=self.forcing_rng)
+            logits = self.net(features, targets, p_tf=p_tf, generator=self.forcing_rng)
         loss = masked_bce(logits.float(), targets, mask)
-        if not torch.isfinite(loss):
+        reported = distributed.mean(loss)  # the global batch's loss, on every rank
+        if not torch.isfinite(reported):
             raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.epoch + 1}, batch "
+                f"training loss is {reported.item()} at epoch {self.epoch + 1}, batch "
                 f"{self.batches_seen}: lower optimizer.lr or set trainer.grad_clip"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -218,7 +259,7 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.sampler.step()
-        return loss.item()
+        return reported.item()
 
     def train_epoch(self, loader: DataLoader, batch_log: csv.DictWriter | None) -> float:
         """One pass over the training data; one sampler step per batch."""
@@ -252,13 +293,17 @@ class Trainer:
         train_set: Dataset,
         val_set: Dataset,
         validate: Callable[[dict[str, Any]], dict[str, float]],
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> FitResult:
         """Train until `epochs` or early stopping; restore the best weights at the end.
 
         `validate(probs)` gets the free-running validation probabilities {filename: [T, C]} and
-        returns metrics named without the split prefix (frame_f1, event_f1, ...).
+        returns metrics named without the split prefix (frame_f1, event_f1, ...). `on_epoch(epoch,
+        row)` is called after each epoch's checkpoint with its history row; an exception it raises
+        (a search pruning the run) ends training there.
         """
         s = self.settings
+        main = distributed.is_main()
         if s.resume and self.resume():
             print(f"resumed from {self.ckpt_dir / 'last.pt'} after epoch {self.epoch}")
         elif s.resume:
@@ -266,14 +311,14 @@ class Trainer:
                 f"trainer.resume=true but {self.ckpt_dir / 'last.pt'} does not exist: starting anew"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if s.tensorboard:
+        if s.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch)
         batches_path = self.run_dir / "batches.csv"
-        if self.epoch == 0 or not batches_path.exists():
+        if main and (self.epoch == 0 or not batches_path.exists()):
             batches_path.write_text(",".join(BATCH_COLUMNS) + "\n")
-        else:
+        elif main:
             _truncate_csv(batches_path, "batch", self.batches_seen)
         val_loader = self._loader(val_set, shuffle=False)
         stopped_early = False
@@ -285,19 +330,22 @@ class Trainer:
             total=s.epochs,
             disable=not s.progress,
         )
-        with batches_path.open("a", newline="") as handle:
-            batch_log = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS)
+        opened = batches_path.open("a", newline="") if main else contextlib.nullcontext()
+        with opened as handle:
+            batch_log = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS) if main else None
             for _ in epochs_bar:
                 epoch_start = time.perf_counter()
                 p_start = float(self.sampler.probability)
                 if hasattr(train_set, "set_epoch"):  # augmentation drawn anew each epoch
                     train_set.set_epoch(self.epoch)
                 train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), batch_log)
-                handle.flush()
-                probs, val_loss = predict_batches(
-                    self.model, val_loader, self.device, amp=s.amp, progress=False
-                )
-                metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
+                val_loss, metrics = float("nan"), {}
+                if main:  # rank 0 validates; its row (and so every decision) is broadcast
+                    handle.flush()
+                    probs, val_loss = predict_batches(
+                        self.model, val_loader, self.device, amp=s.amp, progress=False
+                    )
+                    metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
                 self.epoch += 1
                 row = {
                     "epoch": self.epoch,
@@ -309,6 +357,7 @@ class Trainer:
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "seconds": time.perf_counter() - epoch_start,
                 }
+                row = distributed.broadcast_object(row)
                 self.history.append(row)
                 self._log_epoch(row)
                 value = row.get(s.monitor, val_loss if s.monitor == "validation_loss" else None)
@@ -322,8 +371,15 @@ class Trainer:
                     self.save("best")
                 else:
                     self.bad_epochs += 1
-                self.train_seconds = time.perf_counter() - start
+                self.train_seconds = distributed.broadcast_object(time.perf_counter() - start)
                 self.save("last")
+                if on_epoch is not None:
+                    try:
+                        on_epoch(self.epoch, row)
+                    except BaseException:
+                        if self.writer is not None:
+                            self.writer.close()
+                        raise
                 epochs_bar.set_postfix(
                     {s.monitor: f"{value:.4f}", "best": f"{self.best_value:.4f}"}
                 )
@@ -340,6 +396,7 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         self.write_history()
+        distributed.barrier()  # rank 0 has written best.pt
         best = self.ckpt_dir / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
@@ -361,8 +418,9 @@ class Trainer:
             self.writer.flush()
 
     def write_history(self) -> None:
-        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds); atomic."""
-        if not self.history:
+        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds); atomic.
+        Rank 0 writes it."""
+        if not self.history or not distributed.is_main():
             return
         keys = list(dict.fromkeys(k for row in self.history for k in row))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -18,6 +19,8 @@ from sed.report import (
     report,
     summarize,
 )
+from sed.stats import METRICS as STATS_METRICS
+from sed.stats import bootstrap, per_file_counts
 
 # sampler.gamma -> test/event_f1 of seeds 1, 2, 3
 F1 = {0.1: [0.2, 0.3, 0.4], 0.5: [0.5, 0.5, 0.8]}
@@ -299,3 +302,81 @@ def test_config_keys_follow_interpolations(tmp_path):
     runs = collect_runs(tmp_path, config_keys=["sampler.gamma", "out"])
     assert runs["sampler.gamma"].tolist() == [0.1, 0.5]
     assert "out" not in runs  # unresolvable outside Hydra: no column rather than a wrong value
+
+
+# --------------------------------------------------------------------------- is it better?
+
+
+def _events(seed: int, n_files: int = 20, miss: float = 0.0):
+    """Reference events of `n_files` 10 s files, and a system that finds each with probability
+    1 - miss (shifted by up to 0.1 s) and inserts a few."""
+    rng = np.random.default_rng(seed)
+    ref, est = [], []
+    for i in range(n_files):
+        name = f"file{i:02d}.wav"
+        for _ in range(int(rng.integers(1, 4))):
+            onset = float(rng.uniform(0, 8))
+            event = (name, onset, onset + float(rng.uniform(0.5, 2)), str(rng.choice(["a", "b"])))
+            ref.append(event)
+            if rng.random() >= miss:
+                est.append((name, event[1] + 0.05, event[2] - 0.05, event[3]))
+        if miss and rng.random() < 0.3:
+            est.append((name, 1.0, 2.0, "a"))
+    cols = ["filename", "onset", "offset", "event_label"]
+    durations = {f"file{i:02d}.wav": 10.0 for i in range(n_files)}
+    return pd.DataFrame(ref, columns=cols), pd.DataFrame(est, columns=cols), durations
+
+
+def _counts_run(run_dir, overrides, miss, seed=0):
+    """A finished run whose per_file/test.csv holds the counts of the _events system."""
+    ref, est, durations = _events(seed, miss=miss)
+    counts = per_file_counts(ref, est, ["a", "b"], durations)
+    run = make_run(run_dir, overrides, {"test/event_f1": 0.5, "test/event_er": 0.5})
+    (run / "per_file").mkdir()
+    counts.to_csv(run / "per_file" / "test.csv")
+    return run, counts
+
+
+def test_bootstrap_intervals_contain_the_point_estimate(tmp_path):
+    _, counts = _counts_run(tmp_path / "0", ["method=ss", "seed=1"], miss=0.3)
+    result = report(tmp_path, n_resamples=200, verbose=False, hparams=False)
+    table = pd.read_csv(result.out_dir / "intervals.csv")
+    assert sorted(table["metric"]) == sorted(f"test/{m}" for m in STATS_METRICS)
+    for _, row in table.iterrows():
+        assert row["low"] <= row["value"] <= row["high"], row["metric"]
+        assert row["low"] < row["high"]  # 20 files that differ: a real interval
+    f1 = table.set_index("metric").loc["test/event_f1", "value"]
+    assert f1 == pytest.approx(bootstrap(counts, ["event_f1"], n_resamples=10)["event_f1"][0])
+    md = (result.out_dir / "summary.md").read_text()
+    assert "## Is it better?" in md and f"{f1:.3f} [" in md
+
+
+def test_paired_comparison_of_a_run_with_itself_is_zero(tmp_path):
+    for method in ("a", "b"):
+        _counts_run(tmp_path / method, [f"method={method}", "seed=1"], miss=0.3)
+    result = report(tmp_path, n_resamples=200, verbose=False, hparams=False)
+    table = pd.read_csv(result.out_dir / "comparisons.csv")
+    assert len(table) == len(STATS_METRICS)
+    assert (table["a"] == "a").all() and (table["b"] == "b").all() and (table["n_pairs"] == 1).all()
+    assert (table[["difference", "low", "high"]] == 0).all().all()
+
+
+def test_paired_comparison_pairs_seeds_and_sees_a_better_method(tmp_path):
+    for seed in (1, 2):
+        _counts_run(tmp_path / f"good{seed}", ["method=good", f"seed={seed}"], 0.0, seed)
+        _counts_run(tmp_path / f"bad{seed}", ["method=bad", f"seed={seed}"], 0.5, seed)
+    _counts_run(tmp_path / "bad3", ["method=bad", "seed=3"], 0.5, 3)  # no partner: not paired
+    table = report(tmp_path, n_resamples=200, verbose=False, hparams=False).out_dir
+    comparisons = pd.read_csv(table / "comparisons.csv").set_index("metric")
+    f1 = comparisons.loc["test/event_f1"]
+    assert (f1["a"], f1["b"], f1["n_pairs"], f1["n_files"]) == ("bad", "good", 2, 40)
+    assert f1["high"] < 0 and f1["low"] <= f1["difference"] <= f1["high"]  # bad - good < 0
+    assert comparisons.loc["test/event_er", "low"] > 0
+
+
+def test_hparams_for_tensorboard(multirun):
+    out = report(multirun, verbose=False).out_dir / "tensorboard"
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert runs == [str(job) for job in range(6)]  # the finished runs only
+    data = b"".join(p.read_bytes() for p in (out / "3").glob("events.out.tfevents.*"))
+    assert b"hparams" in data and b"sampler.gamma" in data and b"test/event_f1" in data
