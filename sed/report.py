@@ -172,7 +172,9 @@ def _config_value(run_dir: Path, key: str) -> Any:
         return _ABSENT
     if isinstance(node, DictConfig | ListConfig):
         return json.dumps(OmegaConf.to_container(node, resolve=False))
-    return node
+    # select() gives None for an interpolation that failed to resolve (and for null values,
+    # which no sweep groups by): no column rather than a wrong value.
+    return _ABSENT if node is None else node
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
