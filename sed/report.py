@@ -71,7 +71,7 @@ _ERROR_MARKERS = (_TRACEBACK, "Error executing job", "sed.train: error: ")
 _MESSAGE_END = re.compile(
     r"\[\d{4}-\d\d-\d\d |Set the environment variable HYDRA_FULL_ERROR|The above "
 )
-MAX_ERROR_CHARS = 2000
+_MAX_ERROR_CHARS = 2000
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -203,7 +203,7 @@ def _log_error(run_dir: Path) -> str | None:
         if start < 0:
             continue
         message = _exception_message(text[start:].splitlines())
-        return f"{log.name}: {message}"[:MAX_ERROR_CHARS]
+        return f"{log.name}: {message}"[:_MAX_ERROR_CHARS]
     return None
 
 

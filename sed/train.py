@@ -26,7 +26,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from sed.checkpoints import build_model, load_checkpoint, model_spec, require, save_checkpoint
+from sed.checkpoints import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    model_spec,
+    require,
+    save_checkpoint,
+)
 from sed.data import synthetic
 from sed.data.datasets import FileDataset, SequenceDataset
 from sed.data.folder import EVAL_SPLITS
@@ -256,6 +263,8 @@ def check_fields(node: DictConfig, cls: type, key: str) -> None:
         if name not in hints:
             raise ConfigError(f"{key}.{name} is not a setting; known: {sorted(hints)}")
         types = typing.get_args(hints[name]) or (hints[name],)
+        if not all(isinstance(t, type) for t in types):
+            continue  # e.g. a Literal: the class checks it
         if not any(_is_type(value, t) for t in types):
             wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
             raise ConfigError(f"{key}.{name} must be {wanted}, got {value!r}")
@@ -454,7 +463,10 @@ def interrupted(cfg: DictConfig) -> str:
     run_dir = Path(cfg.paths.output_dir)
     remove_orphans(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
-    epoch = int(load_checkpoint(last).get("epoch", 0)) if last.is_file() else 0
+    try:
+        epoch = int(load_checkpoint(last).get("epoch", 0))
+    except CheckpointError:  # none saved yet
+        epoch = 0
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     overrides = [o for o in overrides if not o.lstrip("+").startswith("trainer.resume=")]
     command = ["python", "-m", "sed.train", "trainer.resume=true", f"hydra.run.dir={run_dir}"]
