@@ -25,8 +25,14 @@ class ModelSpecError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """torch.save `state` atomically (sed.io), so a crash never leaves half a checkpoint."""
-    return atomic_write(path, lambda handle: torch.save(state, handle))
+    """torch.save `state` atomically (sed.io), so a crash never leaves half a checkpoint; a
+    failed write (a full disk) is a CheckpointError saying that the previous file is intact."""
+    try:
+        return atomic_write(path, lambda handle: torch.save(state, handle))
+    except (OSError, RuntimeError) as err:
+        kept = "the previous one is intact" if Path(path).is_file() else "nothing was written"
+        reason = getattr(err, "strerror", None) or err
+        raise CheckpointError(f"cannot write checkpoint {path} ({reason}); {kept}") from err
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -15,9 +15,11 @@ the same whether computed alone, in a batch, on CPU or on GPU, and can be cached
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -33,6 +35,8 @@ from torch import nn
 from tqdm import tqdm
 
 from sed.audio import AudioError, load_audio
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS",
@@ -293,6 +297,8 @@ class FeatureCache:
 
     The key hashes the audio file's identity (resolved path, size, mtime_ns), every LogMel
     parameter and FEATURE_VERSION, so a changed file or parameter never reuses stale features.
+    A cache folder that cannot be written (read-only, full) is still read; what is not in it is
+    computed without being stored, after one warning.
     """
 
     def __init__(
@@ -303,6 +309,7 @@ class FeatureCache:
         self.logmel = logmel.to(self.device).eval()
         self.computed = 0  # files extracted (cache misses), for progress reports and tests
         self.reused = 0  # files read back from the cache
+        self.writable = True  # False after a failed write: later misses are not stored
 
     def key(self, path: str | os.PathLike) -> str:
         """sha1 identifying the features of this file (as it is now) under these parameters."""
@@ -358,15 +365,29 @@ class FeatureCache:
             return features
         features = self.compute(path)
         self.computed += 1
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if self.writable:
+            self._store(features, cached)
+        return features
+
+    def _store(self, features: np.ndarray, cached: Path) -> None:
+        """Write `features` to `cached` atomically; on failure warn once and stop storing."""
         tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 np.save(f, features, allow_pickle=False)
             os.replace(tmp, cached)
+        except OSError as err:
+            self.writable = False
+            log.warning(
+                "feature cache %s cannot be written (%s): features are computed without being "
+                "stored; give a writable folder with paths.cache_dir=DIR to cache them",
+                self.cache_dir,
+                err.strerror or err,
+            )
         finally:
-            tmp.unlink(missing_ok=True)
-        return features
+            with contextlib.suppress(OSError):  # gone once renamed, or its folder is unusable
+                tmp.unlink(missing_ok=True)
 
     def extract(
         self, paths: Sequence[str | os.PathLike], desc: str = "features", progress: bool = True

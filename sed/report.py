@@ -6,7 +6,8 @@ that holds `.hydra/` is a run. A run's status is:
 - ``finished``: `metrics.json` exists and parses to a JSON object;
 - ``failed``: `metrics.json` exists but cannot be parsed, or it is missing and a log of the run
   (`*.log` / `*.err` in the run dir, `.hydra/`, `.submitit/`) holds a Python traceback or Hydra's
-  "Error executing job"; the `error` column quotes the exception line;
+  "Error executing job" (or `sed.train: error:`); the `error` column quotes the exception, every
+  line of its message;
 - ``unfinished``: no `metrics.json` and no error in the logs (still running, or killed without a
   traceback, e.g. out of memory or out of time).
 
@@ -74,7 +75,16 @@ ALWAYS = ("method",)
 SWEEP_PARAMS = ("gamma", "sampler.gamma", "sampler.p_min", "sampler.p_max")
 # metrics.json keys without a `SPLIT/` prefix (DESIGN.md).
 RUN_SCALARS = ("best_epoch", "epochs", "train_seconds")
-_ERROR_MARKERS = ("Traceback (most recent call last)", "Error executing job")
+_TRACEBACK = "Traceback (most recent call last)"
+# Where a failure's report starts in a log: a traceback, Hydra's line before one, or the line
+# `python -m sed.train` prints for a bad input.
+_ERROR_MARKERS = (_TRACEBACK, "Error executing job", "sed.train: error: ")
+# Lines that end an exception's message: the next record of a Hydra job log, Hydra's hint, a
+# chained traceback.
+_MESSAGE_END = re.compile(
+    r"\[\d{4}-\d\d-\d\d |Set the environment variable HYDRA_FULL_ERROR|The above "
+)
+_MAX_ERROR_CHARS = 2000
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -190,7 +200,8 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _log_error(run_dir: Path) -> str | None:
-    """The exception line of the last traceback in the run's logs, or None when there is none."""
+    """The exception of the last failure reported in the run's logs (`LOG: Type: message`, every
+    line of the message kept), or None when there is none."""
     logs = [
         *run_dir.glob("*.log"),
         *run_dir.glob("*.err"),
@@ -206,10 +217,28 @@ def _log_error(run_dir: Path) -> str | None:
         start = max(text.rfind(marker) for marker in _ERROR_MARKERS)
         if start < 0:
             continue
-        lines = text[start:].splitlines()
-        message = next((line for line in lines[1:] if line.strip() and not line[0].isspace()), "")
-        return f"{log.name}: {message.strip() or lines[0].strip()}"[:300]
+        message = _exception_message(text[start:].splitlines())
+        return f"{log.name}: {message}"[:_MAX_ERROR_CHARS]
     return None
+
+
+def _exception_message(lines: list[str]) -> str:
+    """The exception a failure report (`lines`, from its marker on) ends with: after a
+    traceback's indented frames, the first unindented line and the message's further lines."""
+    if lines[0].startswith(_TRACEBACK):
+        body = lines[1:]
+        while body and (not body[0].strip() or body[0][0].isspace()):
+            body = body[1:]
+        if not body:
+            return lines[0].strip()
+    else:
+        body = lines
+    message = [body[0].strip()]
+    for line in body[1:]:
+        if not line.strip() or _MESSAGE_END.match(line):
+            break
+        message.append(line.rstrip())
+    return "\n".join(message)
 
 
 def _run_status(run_dir: Path) -> tuple[str, str, dict[str, Any]]:

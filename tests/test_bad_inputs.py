@@ -3,11 +3,13 @@ names the file and line or the config key at fault, before work is spent, and th
 report it without a traceback from inside a library (issue 11).
 
 In-process cases check the error class and message; a few run `python -m sed.predict`,
-`sed.evaluate` or `sed.train` as a user would and check the exit status and stderr.
+`sed.evaluate` or `sed.train` as a user would and check the exit status and stderr. Training
+cases fail before any data set is generated or feature computed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -22,18 +25,23 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sed.annotations import AnnotationError
 from sed.checkpoints import CheckpointError, ModelSpecError, build_model, model_spec
 from sed.checkpoints import save_checkpoint as save
 from sed.data.folder import infer_classes, load_split
+from sed.data.loading import load_corpus
 from sed.evaluate import evaluate
 from sed.features import LogMel, Normalizer
 from sed.inference import ConfigError, load_trained, resolve_device
 from sed.models.crnn import CRNN
 from sed.postprocess import PostProcessError, PostProcessing
 from sed.predict import PredictionError, predict
+from sed.report import collect_runs
+from sed.train import refuse_changed_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 8000
@@ -64,6 +72,7 @@ class World:
                 sf.write(self.root / "audio" / split / name, audio.astype(np.float32), SR)
             self.metadata(f"{split}.tsv", EVENTS)
         self.checkpoint = self.save_checkpoint(self.run_dir)
+        self.checkpoint_bytes = self.checkpoint.read_bytes()
 
     def metadata(self, name: str, text: str) -> Path:
         path = self.root / "metadata" / name
@@ -129,6 +138,29 @@ def pwned(world: World) -> Path:
 
 def spec(target: str, **kwargs) -> dict:
     return {"target": target, "kwargs": {**MODEL, **kwargs}}
+
+
+def train_config(world: World, *overrides: str, run_dir: Path | None = None) -> DictConfig:
+    """What `python -m sed.train +experiment=smoke OVERRIDES` runs with SED_ROOT=world.tmp, in
+    `run_dir` (default world.tmp/train)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["+experiment=smoke", *overrides])
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(world.tmp)
+        cfg.paths.output_dir = str(run_dir or world.tmp / "train")
+    return cfg
+
+
+def resumed(world: World, *overrides: str) -> dict:
+    """Resume, with `overrides`, a run whose last.pt a run without them wrote."""
+    state = {"epoch": 1, "config_yaml": OmegaConf.to_yaml(train_config(world), resolve=True)}
+    save(state, world.tmp / "train" / "checkpoints" / "last.pt")
+    return train(train_config(world, "trainer.resume=true", *overrides))
+
+
+def corpus(world: World) -> tuple:
+    return load_corpus(world.root, LogMel(**FEATURES), world.tmp / "cache")
 
 
 def moved(world: World) -> Path:
@@ -287,6 +319,122 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         ConfigError,
         r"splits=\['dev'\]",
     ),
+    "train seed=abc": (
+        lambda w: train(train_config(w, "seed=abc")),
+        ConfigError,
+        r"^seed must be an integer, got 'abc'$",
+    ),
+    "train optimizer.lr=-1": (
+        lambda w: train(train_config(w, "optimizer.lr=-1")),
+        ConfigError,
+        r"^optimizer\.lr must be a number > 0, got -1$",
+    ),
+    "train optimizer.lr=abc": (
+        lambda w: train(train_config(w, "optimizer.lr=abc")),
+        ConfigError,
+        r"^optimizer\.lr must be a number > 0, got 'abc'$",
+    ),
+    "train optimizer.weight_decay=-1": (
+        lambda w: train(train_config(w, "optimizer.weight_decay=-1")),
+        ConfigError,
+        r"^optimizer: Invalid weight_decay value: -1$",
+    ),
+    "train trainer.max_minutes=-1": (
+        lambda w: train(train_config(w, "trainer.max_minutes=-1")),
+        ConfigError,
+        r"^trainer\.max_minutes must be >= 0 or null, got -1$",
+    ),
+    "train trainer.epochs=abc": (
+        lambda w: train(train_config(w, "trainer.epochs=abc")),
+        ConfigError,
+        r"^trainer\.epochs must be an integer, got 'abc'$",
+    ),
+    "train trainer.epochs=0": (
+        lambda w: train(train_config(w, "trainer.epochs=0")),
+        ConfigError,
+        r"^trainer\.epochs must be >= 1, got 0$",
+    ),
+    "train +trainer.unknown=1": (
+        lambda w: train(train_config(w, "+trainer.unknown=1")),
+        ConfigError,
+        r"^trainer\.unknown is not a setting; known: \[",
+    ),
+    "train monitor typo": (
+        lambda w: train(train_config(w, "monitor=validation/frame_f2")),
+        ConfigError,
+        r"^monitor='validation/frame_f2' is not one of \['validation_loss', .*'validation/frame_f1'",
+    ),
+    "train monitor an event metric not computed every epoch": (
+        lambda w: train(
+            train_config(w, "trainer.val_event_metrics=false", "monitor=validation/event_f1")
+        ),
+        ConfigError,
+        r"monitor='validation/event_f1' is not one of .* \(trainer\.val_event_metrics=false\)$",
+    ),
+    "train data.classes=car (a string, not a list)": (
+        lambda w: train(train_config(w, "data.classes=car")),
+        ConfigError,
+        r"^data\.classes must be a list of class names, .*\[car\] for one class\), got 'car'$",
+    ),
+    "train data.classes=[car,car]": (
+        lambda w: train(train_config(w, "data.classes=[car,car]")),
+        ConfigError,
+        r"^data\.classes names a class twice: \['car', 'car'\]$",
+    ),
+    "train gamma=-1": (
+        lambda w: train(train_config(w, "gamma=-1")),
+        ConfigError,
+        r"^sampler: gamma must be >= 0, got -1",
+    ),
+    "train model.dropout=2": (
+        lambda w: train(train_config(w, "model.dropout=2")),
+        ModelSpecError,
+        r"^model: cannot build sed\.models\.crnn\.CRNN: .*dropout",
+    ),
+    "train in a run directory that holds a run": (
+        lambda w: ((w.tmp / "train" / "checkpoints").mkdir(parents=True), train(train_config(w))),
+        ConfigError,
+        r"/train already holds a run: continue it with trainer\.resume=true, or give another "
+        r"hydra\.run\.dir$",
+    ),
+    "train in a run directory that cannot be written": (
+        lambda w: (
+            (w.tmp / "file").write_text(""),
+            train(train_config(w, run_dir=w.tmp / "file" / "run")),
+        ),
+        ConfigError,
+        r"^cannot write the run directory .*/file/run \(Not a directory\); give a writable one",
+    ),
+    "train resume with another learning rate": (
+        lambda w: resumed(w, "optimizer.lr=0.01"),
+        ConfigError,
+        r"^trainer\.resume=true, but the config differs from the one .*/train/checkpoints/last\.pt "
+        r"was trained with: optimizer\.lr: 0\.001 -> 0\.01\. Resume with the checkpoint's",
+    ),
+    "train resume with another sampler speed": (
+        lambda w: resumed(w, "gamma=0.5", "sampler.p_min=0.1"),
+        ConfigError,
+        r"with: gamma: 1\.0 -> 0\.5; sampler\.gamma: 1\.0 -> 0\.5; sampler\.p_min: 0\.05 -> 0\.1\.",
+    ),
+    "train resume with another model size": (
+        lambda w: resumed(w, "model.hidden=32", "trainer.epochs=5"),
+        ConfigError,
+        r"with: model\.hidden: 16 -> 32\. ",  # trainer.epochs may change
+    ),
+    "validation.tsv header only (an empty split)": (
+        lambda w: (w.metadata("validation.tsv", HEADER), corpus(w)),
+        AnnotationError,
+        r"^.*/metadata/validation\.tsv lists no files: the validation split is empty$",
+    ),
+    "test.tsv and test_durations.tsv header only": (
+        lambda w: (
+            w.metadata("test.tsv", HEADER),
+            w.metadata("test_durations.tsv", "filename\tduration\n"),
+            corpus(w),
+        ),
+        AnnotationError,
+        r"/test\.tsv and .*/test_durations\.tsv list no files: the test split is empty$",
+    ),
     "predict a folder holding an unreadable file": (
         lambda w: (
             (w.root / "audio" / "test" / "broken.wav").write_bytes(b"RIFF not audio"),
@@ -306,6 +454,46 @@ def test_bad_input_is_refused_naming_the_culprit(world: World, case: str):
         action(world)
     assert re.search(message, str(caught.value)), str(caught.value)
     assert not pwned(world).exists()  # nothing a checkpoint names was run
+
+
+def test_an_empty_split_is_refused_before_any_feature_is_computed(world: World):
+    world.metadata("test.tsv", HEADER)
+    with pytest.raises(AnnotationError, match="the test split is empty"):
+        corpus(world)
+    assert not (world.tmp / "cache").exists()
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(world: World):
+    path = world.checkpoint
+    before = path.read_bytes()
+
+    def full_disk(state, handle):
+        handle.write(b"PK half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with (
+        mock.patch("sed.checkpoints.torch.save", full_disk),
+        pytest.raises(CheckpointError) as caught,
+    ):
+        save({"epoch": 2}, path)
+    assert str(caught.value) == (
+        f"cannot write checkpoint {path} (No space left on device); the previous one is intact"
+    )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary file left
+    with mock.patch("sed.checkpoints.torch.save", full_disk), pytest.raises(CheckpointError) as new:
+        save({"epoch": 1}, world.tmp / "new.pt")
+    assert str(new.value).endswith("(No space left on device); nothing was written")
+
+
+def test_resume_refuses_a_checkpoint_of_other_classes(tmp_path: Path):
+    meta = {"classes": ["beep", "hum"], "model_spec": model_spec(CRNN_PATH, MODEL)}
+    refuse_changed_model(meta, dict(meta), tmp_path / "last.pt")  # the same: accepted
+    with pytest.raises(
+        ConfigError,
+        match=r"the data give classes \['beep', 'hum'\], while .*last\.pt holds \['beep'\]",
+    ):
+        refuse_changed_model(meta, {**meta, "classes": ["beep"]}, tmp_path / "last.pt")
 
 
 def test_duplicate_rows_are_a_warning_naming_the_lines(world: World, caplog):
@@ -449,6 +637,34 @@ SUBPROCESS: dict[str, tuple[str, Callable[[World], list[str]], int, str, Callabl
         r"sed\.evaluate: error: run_dir=.*no_such_run is not a sed\.train run",
         _check_no_folders,
     ),
+    "train: optimizer.lr=-1": (
+        "sed.train",
+        lambda w: ["+experiment=smoke", "optimizer.lr=-1", f"hydra.run.dir={w.tmp / 'train'}"],
+        1,
+        r"^sed\.train: error: optimizer\.lr must be a number > 0, got -1\n$",
+        lambda w: not (w.tmp / "train" / "checkpoints").exists(),
+    ),
+    "train: hydra.run.dir that cannot be written": (
+        "sed.train",
+        lambda w: [
+            "+experiment=smoke",
+            f"hydra.run.dir={w.root / 'metadata' / 'train.tsv' / 'run'}",
+        ],
+        1,
+        r"^sed\.train: error: hydra\.run\.dir=.*/train\.tsv/run cannot be written \(Not a "
+        r"directory\)\n$",
+        None,
+    ),
+    "train: a run directory that holds another run": (
+        "sed.train",
+        lambda w: ["+experiment=smoke", f"hydra.run.dir={w.run_dir}"],
+        1,
+        r"^sed\.train: error: .*/run already holds a run: continue it with trainer\.resume=true",
+        lambda w: (
+            (w.run_dir / "checkpoints" / "best.pt").read_bytes() == w.checkpoint_bytes
+            and not (w.run_dir / ".hydra").exists()  # Hydra did not write over the run's files
+        ),
+    ),
     "evaluate: data.root=NEW after the dataset moved": (
         "sed.evaluate",
         lambda w: [f"run_dir={w.run_dir}", f"data.root={moved(w)}", "splits=[test]"],
@@ -468,7 +684,7 @@ def test_entry_point_reports_bad_input_in_one_line(world: World, case: str):
     assert "Traceback" not in proc.stderr and not library_frames(proc.stderr)
     assert not pwned(world).exists()
     if check is not None:
-        check(world)
+        assert check(world) is not False
 
 
 def test_train_refuses_a_threshold_outside_zero_one_before_training(tmp_path: Path):
@@ -483,3 +699,36 @@ def test_train_refuses_a_threshold_outside_zero_one_before_training(tmp_path: Pa
     assert "postprocess.threshold must lie in (0, 1), got 1.5" in proc.stderr
     assert not library_frames(proc.stderr), proc.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints").exists()  # no epoch was trained
+
+
+# `python -m sed.train` failing for a reason that is no bad input (a bug, a library's error).
+FAILING = """
+import runpy
+import sed.inference
+
+def fail(*args, **kwargs):
+    raise RuntimeError("boom\\nsecond line of the reason")
+
+sed.inference.resolve_device = fail
+runpy.run_module("sed.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_failing_train_run_prints_its_traceback_once_and_logs_it(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", FAILING, "+experiment=smoke", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env={**os.environ, "SED_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "RuntimeError: boom\nsecond line of the reason\n" in proc.stderr
+    log = (run_dir / "smoke.log").read_text()
+    assert log.count("Traceback") == 1 and "training failed" in log
+    runs = collect_runs(run_dir)
+    assert runs["status"].tolist() == ["failed"]
+    assert runs["error"].tolist() == ["smoke.log: RuntimeError: boom\nsecond line of the reason"]

@@ -1,7 +1,9 @@
 """Tests for sed.features: LogMel against librosa, per-clip independence, cache, Normalizer."""
 
+import errno
 import json
 import os
+import re
 
 import librosa
 import numpy as np
@@ -249,6 +251,38 @@ def test_cache_invalidated_by_changed_file(tmp_path):
     assert not np.allclose(before, after)
     cache.get(wav)
     assert (cache.computed, cache.reused) == (2, 1)
+
+
+def test_cache_folder_that_cannot_be_made_falls_back_to_computing(tmp_path, caplog):
+    wav = write_wav(tmp_path / "a.wav")
+    (tmp_path / "file").write_text("")
+    cache = FeatureCache(tmp_path / "file" / "cache", LogMel(**SYNTHETIC))
+    with caplog.at_level("WARNING", logger="sed.features"):
+        features = cache.extract([wav, wav])
+    np.testing.assert_array_equal(features[0], cache.compute(wav))
+    assert (cache.computed, cache.reused, cache.writable) == (2, 0, False)
+    assert len(caplog.records) == 1  # one warning, not one per file
+    assert re.search(
+        r"feature cache .*/file/cache cannot be written \(Not a directory\): features are "
+        r"computed without being stored; give a writable folder with paths\.cache_dir=DIR",
+        caplog.text,
+    )
+
+
+def test_read_only_cache_is_still_read(tmp_path, monkeypatch, caplog):
+    a, b = write_wav(tmp_path / "a.wav", seed=0), write_wav(tmp_path / "b.wav", seed=1)
+    FeatureCache(tmp_path / "cache", LogMel(**SYNTHETIC)).get(a)
+    cache = FeatureCache(tmp_path / "cache", LogMel(**SYNTHETIC))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(np, "save", read_only)
+    with caplog.at_level("WARNING", logger="sed.features"):
+        cache.extract([a, b, b])
+    assert (cache.computed, cache.reused, cache.writable) == (2, 1, False)
+    assert "(Read-only file system)" in caplog.text and len(caplog.records) == 1
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # a's entry, no temporary file
 
 
 def test_corrupted_cache_file_is_recomputed(tmp_path):

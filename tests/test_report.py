@@ -220,6 +220,51 @@ def test_corrupt_metrics_is_failed(tmp_path):
     assert "metrics.json unreadable" in runs["error"].iloc[0]
 
 
+MULTILINE = """[2024-05-01 12:00:00,000][sed.train][ERROR] - training failed
+Traceback (most recent call last):
+  File "sed/train.py", line 10, in main
+    raise PredictionError(message)
+sed.predict.PredictionError: 1 of 3 input file(s) could not be read:
+  broken.wav: cannot read audio file
+[2024-05-01 12:00:01,000][sed.train][INFO] - next record
+"""
+# What Hydra writes to a job's stderr (.submitit/*.err) when a job fails.
+HYDRA_STDERR = """Error executing job with overrides: ['seed=1']
+Traceback (most recent call last):
+  File "sed/train.py", line 10, in main
+    raise ValueError(message)
+ValueError: first line
+second line
+
+Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "log", "error"),
+    [
+        (
+            "train.log",
+            MULTILINE,
+            "train.log: sed.predict.PredictionError: 1 of 3 input file(s) could not be read:\n"
+            "  broken.wav: cannot read audio file",
+        ),
+        ("job.err", HYDRA_STDERR, "job.err: ValueError: first line\nsecond line"),
+        (
+            "train.log",
+            "[2024-05-01 12:00:00,000][__main__][ERROR] - sed.train: error: a\n  b\n",
+            "train.log: sed.train: error: a\n  b",
+        ),
+    ],
+)
+def test_the_error_column_keeps_every_line_of_the_reason(tmp_path, name, log, error):
+    run = make_run(tmp_path / "0", ["seed=1"])
+    (run / name).write_text(log)
+    runs = collect_runs(tmp_path)
+    assert runs["status"].tolist() == ["failed"]
+    assert runs["error"].tolist() == [error]
+
+
 def test_group_by_key_from_config(multirun):
     # `sampler._target_` is overridden by no run: it is read from each run's config.yaml.
     summary = report(multirun, group_by=["sampler._target_"], verbose=False).summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,9 +23,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sed.evaluate import evaluate
 from sed.features import num_frames
+from sed.inference import ConfigError
 from sed.predict import predict
 from sed.report import report
-from sed.train import train
+from sed.train import claim_run_dir, monitor_names, train
 
 Compose = Callable[..., DictConfig]  # the conftest fixture `compose`
 GOLDEN = json.loads((Path(__file__).parent / "smoke_golden.json").read_text())
@@ -97,6 +99,12 @@ def test_smoke_run_writes_design_layout(smoke_run: Path) -> None:
     assert OmegaConf.create(state["config_yaml"]).paths.output_dir == str(smoke_run)
 
 
+def test_every_monitor_that_the_config_check_allows_is_in_the_history(smoke_run: Path) -> None:
+    history = pd.read_csv(smoke_run / "history.csv")
+    assert set(monitor_names(val_event_metrics=True)) <= set(history.columns)
+    assert set(monitor_names(val_event_metrics=False)) < set(monitor_names(True))
+
+
 def test_smoke_numbers_unchanged(smoke_run: Path) -> None:
     """The same config and seed give the numbers recorded before the configs were reorganised
     (tests/smoke_golden.json): per-epoch losses and the final metrics."""
@@ -148,12 +156,41 @@ def test_resume_equals_uninterrupted(
     assert pd.read_csv(full / "batches.csv").equals(pd.read_csv(part / "batches.csv"))
 
 
+def test_run_directories_are_unique_to_the_microsecond(compose: Compose) -> None:
+    """Two runs (or sweeps) started in the same second get folders of their own."""
+    for key, node in (("hydra.run.dir", "runs"), ("hydra.sweep.dir", "multiruns")):
+        dirs = []
+        for _ in range(2):
+            cfg = compose("train", hydra_node=True)
+            HydraConfig.instance().set_config(cfg)
+            dirs.append(OmegaConf.select(cfg, key))
+        pattern = rf".*/{node}/\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{{6}}"
+        assert re.fullmatch(pattern, dirs[0]), dirs[0]
+        assert dirs[0] != dirs[1]
+
+
+def test_a_run_directory_is_claimed_once_unless_resumed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    claim_run_dir(run, resume=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        claim_run_dir(run, resume=False)
+    orphan = run / "checkpoints" / ".last.pt.4242.0123abcd.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    claim_run_dir(run, resume=True)  # a requeued or resumed job continues in its own folder
+    assert not orphan.exists()
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"finished already holds a run"):
+        claim_run_dir(finished, resume=False)
+
+
 def test_drop_last_without_a_full_batch_names_the_keys(cfg_train: DictConfig) -> None:
     # The smoke set's 8 training clips of 4 s make far fewer than 64 sequences of 128 frames.
     cfg = with_overrides(
         cfg_train, Path(cfg_train.paths.output_dir), trainer__drop_last=True, trainer__batch_size=64
     )
-    with pytest.raises(ValueError, match=r"trainer\.drop_last.*trainer\.batch_size=64"):
+    with pytest.raises(ConfigError, match=r"trainer\.drop_last.*trainer\.batch_size=64"):
         train(cfg)
 
 
