@@ -257,9 +257,8 @@ def file_deltas(
     times = np.arange(scores.shape[0] + 1) * float(hop_seconds)
     refs = {}
     for c in classes:
-        pairs = [(on, off) for on, off, label in events if label == c]
-        refs[c] = tuple(np.array(x, dtype=np.float64) for x in zip(*pairs)) if pairs else (
-            np.empty(0), np.empty(0))  # fmt: skip
+        mine = np.array([(on, off) for on, off, label in events if label == c], dtype=np.float64)
+        refs[c] = (mine[:, 0], mine[:, 1]) if len(mine) else (np.empty(0), np.empty(0))
     out: dict[str, dict[str, tuple]] = {name: {} for name in statistics}
     for i, c in enumerate(classes):
         r = runs(scores[:, i])
