@@ -119,13 +119,14 @@ def predict_batches(
     A batch holding files of different lengths is run as one sub-batch per length, because
     padding would change the last frames of the shorter files (it is non-zero after the first
     conv); `file_loader` makes batches that need no splitting. `amp` is bf16 autocast, on CUDA
-    only. Returns ({filename: probabilities [T, C]}, mean masked BCE against the batch targets,
-    or nan when the batches carry no targets).
+    only. `progress` shows a bar where stderr is a terminal (never in a log file). Returns
+    ({filename: probabilities [T, C]}, mean masked BCE against the batch targets, or nan when
+    the batches carry no targets).
     """
     model.eval()
     probs: dict[str, np.ndarray] = {}
     loss_sum, count = 0.0, 0
-    for batch in tqdm(batches, desc=desc, leave=False, disable=not progress):
+    for batch in tqdm(batches, desc=desc, leave=False, disable=None if progress else True):
         lengths = batch["mask"].sum(1)
         for length in lengths.unique().tolist():
             rows = (lengths == length).nonzero()[:, 0]
@@ -246,7 +247,9 @@ class TrainedModel:
         self.model.eval()
         state, out = None, []
         starts = range(0, total, chunk_frames)
-        for a in tqdm(starts, desc="chunks", unit="chunk", leave=False, disable=not progress):
+        for a in tqdm(
+            starts, desc="chunks", unit="chunk", leave=False, disable=None if progress else True
+        ):
             b = min(total, a + chunk_frames)
             fa, fb = max(0, a - radius), min(total, b + radius)  # frames with conv context
             first = max(0, fa - -(-left // hop))  # audio from a frame boundary covering fa's window

@@ -92,7 +92,7 @@ def chunk_frames(cfg: DictConfig, trained: TrainedModel) -> int | None:
 def stream_file(trained: TrainedModel, reader: AudioReader, chunk: int, name: str) -> np.ndarray:
     """Probabilities of one long file, a chunk at a time; logs the throughput."""
     began = time.perf_counter()
-    probs = trained.stream(reader, chunk, progress=sys.stderr.isatty())
+    probs = trained.stream(reader, chunk, progress=True)
     seconds = reader.num_samples / reader.sample_rate
     log.info("%s: %.0f s of audio streamed in %.1f s", name, seconds, time.perf_counter() - began)
     return probs

@@ -288,7 +288,12 @@ def score_deltas(
     )
     args = ((probs[f], ground_truth.get(f, [])) for f in files)
     bar = partial(
-        tqdm, total=len(files), desc="PSDS", unit="file", leave=False, disable=not progress
+        tqdm,
+        total=len(files),
+        desc="PSDS",
+        unit="file",
+        leave=False,
+        disable=None if progress else True,
     )
     if num_jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(num_jobs) as pool:
