@@ -25,6 +25,8 @@ import math
 import warnings
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -96,7 +98,8 @@ def hoisted(
     m = None if mask is None else mask.t().unsqueeze(-1).contiguous()
     args = (_time_major(gi_free), _time_major(gi_tf), m, cell.weight_hh, cell.bias_hh, w_lab,
             fc.weight.detach(), fc.bias.detach(), _logit_threshold(model.threshold))  # fmt: skip
-    hs = HoistedLoop.apply(*args) if keep else _loop(*args, keep=False, h0=h0)[0]
+    with _one_thread(feats):
+        hs = HoistedLoop.apply(*args) if keep else _loop(*args, keep=False, h0=h0)[0]
     return fc(hs.transpose(0, 1)) if project else hs
 
 
@@ -118,6 +121,22 @@ def fused_gru(
             False, True,
         )  # has_biases, num_layers, dropout, train, bidirectional, batch_first  # fmt: skip
     return (model.fc(out), h[0]) if final else model.fc(out)
+
+
+@contextmanager
+def _one_thread(x: Tensor) -> Iterator[None]:
+    """Run a CPU time loop on one intra-op thread. Its ops are small and strictly sequential, so
+    more threads only add a barrier per op; where the cores are shared, each barrier can wait a
+    scheduler time slice (measured: 100x slower with 2 threads, docs/benchmarks.md)."""
+    threads = torch.get_num_threads()
+    if x.is_cuda or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _params(model: nn.Module) -> tuple[nn.Parameter, ...]:
@@ -223,14 +242,15 @@ class HoistedLoop(torch.autograd.Function):
         # D[t] = [da_n, da_r, da_z, da_n * r]; dGH = D[..., H:], dX = [da_r, da_z, da_n].
         D = hs.new_empty(T, B, 4 * H)
         dh = dhs[T - 1].clone()
-        for t in range(T - 1, -1, -1):
-            d = D[t]
-            da_n = torch.mul(dh, c_n[t], out=d[:, :H])
-            torch.mul(da_n, c_r[t], out=d[:, H : 2 * H])
-            torch.mul(dh, c_z[t], out=d[:, 2 * H : G])
-            torch.mul(da_n, r[t], out=d[:, G:])
-            if t > 0:
-                dh = torch.addmm(torch.addcmul(dhs[t - 1], dh, z[t]), d[:, H:], w_hh)
+        with _one_thread(hs):
+            for t in range(T - 1, -1, -1):
+                d = D[t]
+                da_n = torch.mul(dh, c_n[t], out=d[:, :H])
+                torch.mul(da_n, c_r[t], out=d[:, H : 2 * H])
+                torch.mul(dh, c_z[t], out=d[:, 2 * H : G])
+                torch.mul(da_n, r[t], out=d[:, G:])
+                if t > 0:
+                    dh = torch.addmm(torch.addcmul(dhs[t - 1], dh, z[t]), d[:, H:], w_hh)
         dgh = D[..., H:]
         dx = torch.cat([D[..., H:G], D[..., :H]], dim=-1)
         dgh2 = dgh.reshape(T * B, G)
