@@ -40,8 +40,6 @@ PIECES = [
     ("training epochs (Trainer.train_epoch)", "sed/training.py", "train_epoch"),
     ("  data: DataLoader batches", "torch/utils/data/dataloader.py", "__next__"),
     ("  train_step", "sed/training.py", "train_step"),
-    ("    forward: conv front end (CRNN.encode)", "sed/models/crnn.py", "encode"),
-    ("    forward: recurrence (fast_loop)", "sed/models/recurrence.py", "fast_loop"),
     ("    backward (loss.backward, all)", "torch/_tensor.py", "backward"),
     ("      of which recurrence (HoistedLoop.backward)", "sed/models/recurrence.py", "backward"),
     ("    gradient clipping", "torch/nn/utils/clip_grad.py", "clip_grad_norm_"),
@@ -57,6 +55,41 @@ PIECES = [
     ("  event rolls (plot_event_roll)", "sed/plots.py", "plot_event_roll"),
     ("training plots (write_training_plots)", "sed/train.py", "write_training_plots"),
 ]
+
+
+class PhaseTimers:
+    """Seconds in CRNN.encode and fast_loop, split by whether Trainer.train_step is running (the
+    same functions also run in validation and the final evaluation)."""
+
+    def __init__(self) -> None:
+        import sed.models.crnn as crnn
+        import sed.training as training
+
+        self.seconds: dict[str, float] = {}
+        self.phase = "evaluation passes"
+        crnn.CRNN.encode = self.timed(crnn.CRNN.encode, "conv front end (CRNN.encode)")
+        crnn.fast_loop = self.timed(crnn.fast_loop, "recurrence (fast_loop)")
+        step = training.Trainer.train_step
+
+        def train_step(trainer, batch):
+            self.phase = "training forward"
+            try:
+                return step(trainer, batch)
+            finally:
+                self.phase = "evaluation passes"
+
+        training.Trainer.train_step = train_step
+
+    def timed(self, fn, name: str):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                key = f"{self.phase}: {name}"
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - began
+
+        return wrapper
 
 
 def profile_job(args) -> None:
@@ -76,6 +109,7 @@ def profile_job(args) -> None:
     with open_dict(cfg):
         cfg.paths.root_dir = str(args.root)
         cfg.paths.output_dir = str(run_dir)
+    timers = PhaseTimers()
     profile = cProfile.Profile()
     began = time.perf_counter()
     profile.runcall(train, cfg)
@@ -91,6 +125,8 @@ def profile_job(args) -> None:
                       if n == name and f.replace(os.sep, "/").endswith(suffix))  # fmt: skip
         total = total or seconds
         print(f"| {label} | {seconds:.2f} | {100 * seconds / total:.0f}% |")
+    for key, seconds in sorted(timers.seconds.items()):
+        print(f"| {key} | {seconds:.2f} | {100 * seconds / total:.0f}% |")
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -7,7 +7,8 @@ prediction ``sigmoid(logit) > threshold``, which carries no gradient. :meth:`CRN
 is that definition written out frame by frame. ``loop="eager"`` runs it; the other loops run
 :func:`sed.models.recurrence.fast_loop`, which computes the same function faster (hoisted
 projections with a hand-written backward, CUDA graphs, a lean no-gradient loop, PyTorch's fused
-GRU when nothing is fed back) and is tested equal to the plain loop.
+GRU when nothing is fed back) and is tested equal to the plain loop. :meth:`CRNN.stream` runs a
+long file chunk by chunk (conv context either side, the GRU state carried), as one pass would.
 """
 
 from __future__ import annotations
