@@ -1,5 +1,6 @@
 """Read audio files into mono float32 at a configured sample rate, with clear errors."""
 
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,14 @@ import soundfile as sf
 import torch
 import torchaudio.functional
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioError", "audio_duration", "load_audio"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "AudioReader",
+    "audio_duration",
+    "load_audio",
+    "open_audio",
+]
 
 # Extensions of the containers libsndfile (and so soundfile) decodes.
 AUDIO_EXTENSIONS = tuple(".wav .flac .ogg .oga .aiff .aif .au .caf .w64 .rf64".split())
@@ -33,11 +41,7 @@ def load_audio(path: str | PathLike, sample_rate: int | None = None) -> np.ndarr
 
     sample_rate=None keeps the file's own rate.
     """
-    if sample_rate is not None and not (isinstance(sample_rate, Integral) and sample_rate > 0):
-        raise AudioError(
-            f"cannot load {path} at sample_rate={sample_rate!r}: "
-            "the sample rate must be a positive whole number of Hz"
-        )
+    _check_rate(path, sample_rate)
     with _open(path) as f:
         data = f.read(dtype="float32", always_2d=True)
         native_rate = f.samplerate
@@ -48,6 +52,75 @@ def load_audio(path: str | PathLike, sample_rate: int | None = None) -> np.ndarr
         waveform = torch.from_numpy(mono)
         mono = torchaudio.functional.resample(waveform, native_rate, int(sample_rate)).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+class AudioReader:
+    """One audio file as mono float32 at a sample rate, decoded a span at a time, so that a long
+    recording never sits in memory whole: ``read(start, stop)`` is
+    ``load_audio(path, sample_rate)[start:stop]`` (exactly, or to float tolerance where it
+    resamples: each span is resampled from enough input around it). Made by `open_audio`."""
+
+    def __init__(self, f: sf.SoundFile, path: str | PathLike, sample_rate: int | None) -> None:
+        self.file, self.path = f, path
+        self.native_rate = f.samplerate
+        self.sample_rate = self.native_rate if sample_rate is None else int(sample_rate)
+        g = math.gcd(self.native_rate, self.sample_rate)
+        self._orig, self._new = (
+            self.native_rate // g,
+            self.sample_rate // g,
+        )  # rates in lowest terms
+        # torchaudio's sinc kernel reaches ceil(6 * orig / (0.99 * min(orig, new))) input samples
+        # beyond each block of `orig`: whole blocks of margin, one more for safety.
+        reach = math.ceil(6 * self._orig / (0.99 * min(self._orig, self._new)))
+        self._margin = -(-reach // self._orig) + 1
+        self.num_samples = -(-self._new * f.frames // self._orig)  # torchaudio's output length
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) at the reader's rate (clipped to the file), mono float32."""
+        start, stop = max(0, start), min(self.num_samples, stop)
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        if self._orig == self._new:
+            return self._decode(start, stop)
+        j0, j1 = start // self._new, -(-stop // self._new)  # kernel positions covering the span
+        i0 = max(0, (j0 - self._margin) * self._orig)
+        i1 = min(self.file.frames, (j1 + self._margin) * self._orig)
+        waveform = torch.from_numpy(self._decode(i0, i1))
+        out = torchaudio.functional.resample(waveform, self.native_rate, self.sample_rate)
+        offset = i0 // self._orig * self._new
+        return np.ascontiguousarray(out[start - offset : stop - offset].numpy(), dtype=np.float32)
+
+    def _decode(self, start: int, stop: int) -> np.ndarray:
+        """Native-rate samples [start, stop), mono, checked finite; errors name the file."""
+        try:
+            self.file.seek(start)
+            data = self.file.read(stop - start, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as error:
+            raise AudioError(
+                f"cannot read audio file {self.path} at sample {start}: {error}"
+            ) from error
+        if len(data) != stop - start:
+            raise AudioError(f"audio file {self.path} ends at sample {start + len(data)}, before "
+                             f"the {self.file.frames} its header declares")  # fmt: skip
+        if not np.isfinite(data).all():
+            raise AudioError(f"audio file {self.path} contains NaN or infinite samples")
+        return data.mean(axis=1, dtype=np.float32)
+
+
+@contextmanager
+def open_audio(path: str | PathLike, sample_rate: int | None = None) -> Iterator[AudioReader]:
+    """An `AudioReader` of path at sample_rate (None: the file's own), with load_audio's checks."""
+    _check_rate(path, sample_rate)
+    with _open(path) as f:
+        yield AudioReader(f, path, sample_rate)
+
+
+def _check_rate(path: str | PathLike, sample_rate: int | None) -> None:
+    if sample_rate is not None and not (isinstance(sample_rate, Integral) and sample_rate > 0):
+        raise AudioError(
+            f"cannot load {path} at sample_rate={sample_rate!r}: "
+            "the sample rate must be a positive whole number of Hz"
+        )
 
 
 def audio_duration(path: str | PathLike) -> float:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sed.annotations import AnnotationError
-from sed.audio import AudioError
+from sed.audio import AudioError, AudioReader
 from sed.checkpoints import (
     CheckpointError,
     ModelSpecError,
@@ -26,7 +26,7 @@ from sed.checkpoints import (
     require,
 )
 from sed.data.datasets import FileDataset, collate
-from sed.features import FeatureError, LogMel, Normalizer
+from sed.features import FeatureError, LogMel, Normalizer, num_frames
 from sed.postprocess import PostProcessError, PostProcessing
 
 
@@ -119,13 +119,14 @@ def predict_batches(
     A batch holding files of different lengths is run as one sub-batch per length, because
     padding would change the last frames of the shorter files (it is non-zero after the first
     conv); `file_loader` makes batches that need no splitting. `amp` is bf16 autocast, on CUDA
-    only. Returns ({filename: probabilities [T, C]}, mean masked BCE against the batch targets,
-    or nan when the batches carry no targets).
+    only. `progress` shows a bar where stderr is a terminal (never in a log file). Returns
+    ({filename: probabilities [T, C]}, mean masked BCE against the batch targets, or nan when
+    the batches carry no targets).
     """
     model.eval()
     probs: dict[str, np.ndarray] = {}
     loss_sum, count = 0.0, 0
-    for batch in tqdm(batches, desc=desc, leave=False, disable=not progress):
+    for batch in tqdm(batches, desc=desc, leave=False, disable=None if progress else True):
         lengths = batch["mask"].sum(1)
         for length in lengths.unique().tolist():
             rows = (lengths == length).nonzero()[:, 0]
@@ -219,6 +220,51 @@ class TrainedModel:
             desc=desc,
         )
         return probs
+
+    @property
+    def streams(self) -> bool:
+        """Whether `stream` can run this model chunk by chunk with the whole-file result: it
+        needs the model's `stream` (CRNN) and features without a per-file top_db clamp."""
+        return hasattr(self.model, "stream") and self.logmel.top_db is None
+
+    @torch.no_grad()
+    def stream(self, reader: AudioReader, chunk_frames: int, progress: bool = False) -> np.ndarray:
+        """Probabilities [T, C] of a whole file read and predicted `chunk_frames` frames at a time:
+        memory is bounded by the chunk, and the result is the one-pass result to float tolerance.
+
+        Each chunk of frames [a, b) gets the audio its feature windows cover (zero outside the
+        file, sed.features' frame grid), receptive_field_radius frames of conv context either
+        side, and the previous chunk's GRU state (the fed-back label follows from it).
+        """
+        if not self.streams:
+            raise ConfigError("this model cannot be streamed (needs CRNN.stream and top_db=null)")
+        if chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        hop, n_fft = self.logmel.hop_length, self.logmel.n_fft
+        left = n_fft // 2 - hop // 2  # feature frame i's window starts at sample i*hop - left
+        total = num_frames(reader.num_samples, hop)
+        radius = self.model.receptive_field_radius
+        self.model.eval()
+        state, out = None, []
+        starts = range(0, total, chunk_frames)
+        for a in tqdm(
+            starts, desc="chunks", unit="chunk", leave=False, disable=None if progress else True
+        ):
+            b = min(total, a + chunk_frames)
+            fa, fb = max(0, a - radius), min(total, b + radius)  # frames with conv context
+            first = max(0, fa - -(-left // hop))  # audio from a frame boundary covering fa's window
+            waveform = reader.read(first * hop, (fb - 1) * hop - left + n_fft)
+            features = torch.from_numpy(self.features(waveform)[fa - first : fb - first])
+            with torch.autocast(
+                self.device.type,
+                dtype=torch.bfloat16,
+                enabled=self.amp and self.device.type == "cuda",
+            ):
+                logits, state = self.model.stream(
+                    features[None].to(self.device), state, context=(a - fa, fb - b)
+                )
+            out.append(torch.sigmoid(logits.float())[0].cpu().numpy())
+        return np.concatenate(out)
 
 
 def load_trained(

@@ -1,14 +1,17 @@
 """`python -m sed.predict checkpoint=FILE input=FILE_OR_DIR [output=events.tsv]`: apply a trained
 model to new audio of any sample rate and channel count and write a DESED event table.
 
-A file that cannot be read is skipped: the others are predicted and written, the failures are
-listed, and the exit status is 1.
+A file longer than `chunk_seconds` is read and predicted a chunk at a time (`TrainedModel.stream`),
+so memory is bounded by the chunk, not the recording, with the probabilities of one pass. A file
+that cannot be read is skipped: the others are predicted and written, the failures are listed,
+and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -19,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from sed.annotations import write_tsv
-from sed.audio import AUDIO_EXTENSIONS, AudioError, load_audio
+from sed.audio import AUDIO_EXTENSIONS, AudioError, AudioReader, open_audio
 from sed.features import FeatureError
-from sed.inference import USER_ERRORS, ConfigError, load_trained, resolve_device
+from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
 from sed.io import atomic_write, write_text
 from sed.postprocess import probs_to_events
 
@@ -71,13 +74,38 @@ def output_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
     return output, prob_dir
 
 
+def chunk_frames(cfg: DictConfig, trained: TrainedModel) -> int | None:
+    """Frames per streamed chunk from cfg.chunk_seconds (null: never stream), or None when the
+    model cannot be streamed (then files run in one pass, as evaluation runs them)."""
+    seconds = cfg.get("chunk_seconds")
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise ConfigError(f"chunk_seconds must be a positive number of seconds or null, got "
+                          f"{seconds!r}")  # fmt: skip
+    if not trained.streams:
+        log.info("this model runs whole files in one pass (it cannot be streamed)")
+        return None
+    return max(1, round(seconds / trained.hop_seconds))
+
+
+def stream_file(trained: TrainedModel, reader: AudioReader, chunk: int, name: str) -> np.ndarray:
+    """Probabilities of one long file, a chunk at a time; logs the throughput."""
+    began = time.perf_counter()
+    probs = trained.stream(reader, chunk, progress=True)
+    seconds = reader.num_samples / reader.sample_rate
+    log.info("%s: %.0f s of audio streamed in %.1f s", name, seconds, time.perf_counter() - began)
+    return probs
+
+
 def predict(cfg: DictConfig) -> pd.DataFrame:
     """Run the checkpoint over every input file; write the event table (and probabilities).
 
     Features, batching, autocast and post-processing overrides are those of sed.evaluate, so a
-    file gets the probabilities that evaluation gives it; offsets never pass a file's end. Files
-    that cannot be read are skipped and raised as one PredictionError after the others are
-    written.
+    file gets the probabilities that evaluation gives it (files longer than chunk_seconds are
+    streamed, with those probabilities to float tolerance); offsets never pass a file's end.
+    Files that cannot be read are skipped and raised as one PredictionError after the others
+    are written.
     """
     output, prob_dir = output_paths(cfg)
     base, names = audio_files(cfg.input)
@@ -90,23 +118,28 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     )
     pp = trained.postprocessing
     sample_rate = trained.logmel.params["sample_rate"]
+    chunk = chunk_frames(cfg, trained)
     probs: dict[str, np.ndarray] = {}
     durations: dict[str, float] = {}
     failures: dict[str, str] = {}
-    with tqdm(total=len(names), desc="predict", unit="file") as bar:
+    with tqdm(total=len(names), desc="predict", unit="file", disable=None) as bar:
         # A group of files at a time bounds the features held in memory.
         for start in range(0, len(names), FILES_PER_GROUP):
             group, features = [], []
             for name in names[start : start + FILES_PER_GROUP]:
                 try:
-                    waveform = load_audio(base / name, sample_rate)
-                    features.append(trained.features(waveform))
+                    with open_audio(base / name, sample_rate) as reader:
+                        samples = reader.num_samples
+                        if chunk is not None and samples > chunk * trained.logmel.hop_length:
+                            probs[name] = stream_file(trained, reader, chunk, name)
+                        else:
+                            features.append(trained.features(reader.read(0, samples)))
+                            group.append(name)
                 except (AudioError, FeatureError) as err:
                     failures[name] = str(err)
                     log.warning("skipped %s: %s", name, err)
                 else:
-                    group.append(name)
-                    durations[name] = len(waveform) / sample_rate
+                    durations[name] = samples / sample_rate
                 bar.update()
             if group:
                 probs.update(trained.predict(features, group))

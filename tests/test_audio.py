@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sed.audio import AUDIO_EXTENSIONS, AudioError, audio_duration, load_audio
+from sed.audio import AUDIO_EXTENSIONS, AudioError, audio_duration, load_audio, open_audio
 
 
 def tone(freq: float, rate: int, seconds: float = 1.0) -> np.ndarray:
@@ -106,3 +106,38 @@ def test_invalid_sample_rate_names_the_value(tmp_path, rate):
 
 def test_audio_error_is_a_value_error():
     assert issubclass(AudioError, ValueError)
+
+
+@pytest.mark.parametrize(("native", "rate"), [(16000, 16000), (44100, 16000), (22050, 16000),
+                                              (8000, 16000), (48000, 44100)])  # fmt: skip
+def test_spans_equal_the_whole_file(tmp_path, native, rate):
+    """Spans read (and resampled) on their own equal the whole file's samples, at every edge."""
+    rng = np.random.default_rng(native)
+    path = tmp_path / "noise.wav"
+    stereo = rng.uniform(-0.5, 0.5, (int(native * 1.3) + 7, 2)).astype(np.float32)
+    sf.write(path, stereo, native, subtype="FLOAT")
+    whole = load_audio(path, rate)
+    with open_audio(path, rate) as reader:
+        assert reader.num_samples == len(whole)
+        bounds = [0, 1, 157, 3000, 9999, len(whole) // 2, len(whole) - 5, len(whole)]
+        pieces = [reader.read(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+        for a, b in ((-10, 40), (len(whole) - 3, len(whole) + 100), (50, 50)):
+            np.testing.assert_array_equal(reader.read(a, b).shape, whole[max(a, 0) : b].shape)
+    joined = np.concatenate(pieces)
+    assert joined.dtype == np.float32
+    if native == rate:
+        np.testing.assert_array_equal(joined, whole)
+    else:
+        np.testing.assert_allclose(joined, whole, rtol=0, atol=1e-6)
+
+
+def test_reader_names_a_bad_file(tmp_path):
+    path = tmp_path / "bad.wav"
+    sf.write(path, np.array([0.1, np.nan, 0.2] * 100, np.float32), 16000, subtype="FLOAT")
+    with open_audio(path, 16000) as reader:
+        reader.read(0, 1)
+        with pytest.raises(AudioError, match="bad.wav.*NaN"):
+            reader.read(0, 300)
+    with pytest.raises(AudioError, match="sample_rate"):
+        with open_audio(path, 0):
+            pass

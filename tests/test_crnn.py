@@ -236,6 +236,31 @@ def test_every_fast_path_equals_the_plain_loop(path, label_feedback, p_tf):
     torch.testing.assert_close(fast, out, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("label_feedback", [True, False])
+def test_resumed_loops_equal_the_plain_loop_from_a_hidden_state(label_feedback):
+    """free_run from h0 is plain_loop from h0; run in pieces carrying the state, it is one run."""
+    model = make_model(label_feedback=label_feedback)
+    x, _ = make_data()
+    with torch.no_grad():
+        feats = model.encode(x)
+        h0 = torch.randn(B, model.hidden, generator=gen(3), dtype=feats.dtype)
+        plain = model.plain_loop(feats[:, 5:], None, None, h0)
+        fast, _ = recurrence.free_run(model, feats[:, 5:], h0)
+        torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
+        whole = model.plain_loop(feats, None, None)
+        pieces, h = [], None
+        for a, b in ((0, 7), (7, 8), (8, 20), (20, T)):
+            logits, h = recurrence.free_run(model, feats[:, a:b], h)
+            pieces.append(logits)
+            torch.testing.assert_close(
+                model.plain_loop(feats[:, :b], None, None)[:, -1],
+                model.fc(h),
+                rtol=1e-10,
+                atol=1e-10,
+            )  # h is the hidden state after frame b - 1
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=1e-10, atol=1e-10)
+
+
 def test_no_grad_evaluation_equals_the_plain_loop_in_float32():
     plain = make_model(dtype=torch.float32, loop="eager", channels=8, hidden=16)
     fast = copy.deepcopy(plain)

@@ -24,6 +24,7 @@ from sed.data.loading import load_corpus
 from sed.evaluate import evaluate
 from sed.features import LogMel, Normalizer
 from sed.inference import (
+    ConfigError,
     length_batches,
     load_trained,
     masked_bce,
@@ -310,3 +311,19 @@ def test_test_labels_never_influence_tuned_postprocessing(trained_run: dict, tmp
     assert json.loads((tmp_path / "run0" / "postprocess.json").read_text()) == (
         first.postprocessing.to_dict()
     )
+
+
+def test_predict_streams_long_files_with_the_one_pass_result(trained_run: dict, tmp_path: Path):
+    """chunk_seconds shorter than the files: each is streamed, with the same probabilities and
+    events as one pass (chunk_seconds=null)."""
+    one_pass = _predict_test_audio(trained_run, tmp_path / "a", save_probabilities=True,
+                                   chunk_seconds=None)  # fmt: skip
+    streamed = _predict_test_audio(trained_run, tmp_path / "b", save_probabilities=True,
+                                   chunk_seconds=0.25)  # fmt: skip
+    assert streamed.read_text() == one_pass.read_text()
+    folder = one_pass.with_name("events_probabilities")
+    for saved in folder.glob("*.npy"):
+        other = streamed.with_name("events_probabilities") / saved.name
+        np.testing.assert_allclose(np.load(other), np.load(saved), rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="chunk_seconds"):
+        _predict_test_audio(trained_run, tmp_path / "c", chunk_seconds=0)

@@ -1,6 +1,7 @@
 """Tests for sed.evaluation: equality with sed_eval, frame metrics, PSDS, user errors."""
 
 import math
+from functools import partial
 
 import dcase_util
 import numpy as np
@@ -330,3 +331,105 @@ def test_evaluate_all_perfect_and_keys():
     assert all(isinstance(v, float) for v in metrics.values())
     with pytest.raises(EvaluationError, match="f1.wav"):
         evaluate_all(ref, {f: p for f, p in probs.items() if f != "f1.wav"}, hop, CLASSES)
+
+
+# ------------------------------------------------------- PSDS statistics per detection (fast)
+
+
+def scored_files(seed: int, hop: float = 0.02):
+    """Files of every kind of score curve (random, ties, smooth, near-perfect, quantised) with
+    merged reference events of every length (one frame, short ones close together, long)."""
+    rng = np.random.default_rng(seed)
+    classes = CLASSES[:3]
+    probs, gt = {}, {}
+    for i, kind in enumerate(["random", "ties", "smooth", "good", "good", "ties", "none"]):
+        frames = int(rng.integers(20, 250))
+        events = []
+        for c in classes:
+            t = rng.uniform(0, 1)
+            while kind != "none":
+                t += rng.uniform(0.05, 2)
+                d = rng.choice([hop, 0.1, 0.3, rng.uniform(0.05, 2)])
+                if t + d > frames * hop:
+                    break
+                events.append((f"f{i}", round(t, 3), round(t + d, 3), c))
+                t += d + rng.choice([0.0, 0.05, 0.5])  # touching events get merged
+        ref = pd.DataFrame(events, columns=COLUMNS)
+        noise = rng.random((frames, 3))
+        if kind == "smooth":
+            p = 1 / (1 + np.exp(-np.cumsum(rng.normal(size=(frames, 3)), 0) / 3))
+        elif kind == "good":
+            truth = events_to_frames(ref, frames, hop, classes)
+            p = np.clip(np.roll(truth, int(rng.integers(-3, 4)), 0) * 0.7 + 0.4 * noise, 0, 1)
+        else:
+            p = np.round(noise, 1) if kind == "ties" else noise
+        probs[f"f{i}"] = p.astype(np.float32)
+        gt.update(ground_truth_dict(ref, classes, [f"f{i}"]))
+    return probs, gt, classes, hop
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_statistics_per_detection_equal_sed_scores_eval(seed):
+    """The intermediate statistics of every scenario at every threshold are sed_scores_eval's."""
+    from sed_scores_eval.base_modules.statistics import (
+        accumulated_intermediate_statistics_from_deltas as accumulate,
+    )
+    from sed_scores_eval.collar_based import intermediate_statistics as collar
+    from sed_scores_eval.intersection_based import intermediate_statistics as intersection
+    from sed_scores_eval.utils.nested import flatten
+
+    from sed.evaluation import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
+    from sed.score_stats import collar_statistics, intersection_statistics, score_deltas
+
+    probs, gt, classes, hop = scored_files(seed)
+    scores = score_dataframes(probs, hop, classes)
+    criteria = [{k: s[k] for k in ("dtc_threshold", "gtc_threshold", "cttc_threshold")}
+                for s in (PSDS1, PSDS2)]  # fmt: skip
+    ours = score_deltas(probs, hop, gt, classes, {
+        "psds1": partial(intersection_statistics, **criteria[0]),
+        "psds2": partial(intersection_statistics, **criteria[1]),
+        "collar": partial(collar_statistics, **COLLAR_PARAMS),
+    })  # fmt: skip
+    theirs = {
+        "psds1": intersection.intermediate_statistics_deltas(scores, gt, **criteria[0]),
+        "psds2": intersection.intermediate_statistics_deltas(scores, gt, **criteria[1]),
+        "collar": collar.intermediate_statistics_deltas(scores, gt, **COLLAR_PARAMS),
+    }
+    for name in ours:
+        a, b = accumulate(ours[name]), accumulate(theirs[name])
+        for c in classes:
+            (sa, va), (sb, vb) = a[c], b[c]
+            thresholds = np.union1d(sa, sb)
+            ia, ib = np.searchsorted(sa, thresholds), np.searchsorted(sb, thresholds)
+            va, vb = flatten(va, sep="/"), flatten(vb, sep="/")
+            assert va.keys() == vb.keys()
+            for key in va:
+                np.testing.assert_array_equal(va[key][ia], vb[key][ib], err_msg=f"{name} {c} {key}")
+
+
+def test_psds_from_scores_equals_sed_scores_eval_itself():
+    from sed_scores_eval import collar_based, intersection_based
+
+    from sed.evaluation import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
+
+    ref, truth, hop = perfect_case(seed=5)
+    rng = np.random.default_rng(5)
+    classes = CLASSES[:4]  # "dog" has no reference events
+    probs = {f: np.clip(np.roll(p[:, :4], 2, 0) * 0.6 + 0.5 * rng.random((len(p), 4)), 0, 1)
+             for f, p in truth.items()}  # fmt: skip
+    gt = ground_truth_dict(ref, classes, list(probs))
+    durations = {f: len(p) * hop for f, p in probs.items()}
+    scores = score_dataframes(probs, hop, classes)
+    got = psds_from_scores(probs, hop, ref, durations, classes, classwise=True, num_jobs=2)
+    for name, settings in (("psds1", PSDS1), ("psds2", PSDS2)):
+        value, per_class, *_ = intersection_based.psds(
+            scores=scores, ground_truth=gt, audio_durations=durations, unit_of_time="hour",
+            **settings,
+        )  # fmt: skip
+        assert got[name] == float(value)
+        assert all(got[f"{name}/{c}"] == float(per_class[c]) for c in classes)
+    assert 0 < got["psds1"] < 1
+    f, *_ = collar_based.fscore(scores=scores, ground_truth=gt, threshold=0.5, **COLLAR_PARAMS)
+    best, *_ = collar_based.best_fscore(scores=scores, ground_truth=gt, **COLLAR_PARAMS)
+    assert got["collar_f1"] == float(f["micro_average"])
+    assert got["collar_best_f1"] == float(best["macro_average"])

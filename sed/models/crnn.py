@@ -7,7 +7,8 @@ prediction ``sigmoid(logit) > threshold``, which carries no gradient. :meth:`CRN
 is that definition written out frame by frame. ``loop="eager"`` runs it; the other loops run
 :func:`sed.models.recurrence.fast_loop`, which computes the same function faster (hoisted
 projections with a hand-written backward, CUDA graphs, a lean no-gradient loop, PyTorch's fused
-GRU when nothing is fed back) and is tested equal to the plain loop.
+GRU when nothing is fed back) and is tested equal to the plain loop. :meth:`CRNN.stream` runs a
+long file chunk by chunk (conv context either side, the GRU state carried), as one pass would.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sed.models.recurrence import LOOPS, fast_loop
+from sed.models.recurrence import LOOPS, fast_loop, free_run
 
 __all__ = ["CRNN", "CRNNConfigError", "LOOPS", "forcing_mask"]
 
@@ -145,24 +146,50 @@ class CRNN(nn.Module):
                 return self.plain_loop(feats, prev, mask)
             return fast_loop(self, feats, prev, mask)
 
-    def plain_loop(self, feats: Tensor, prev: Tensor | None, mask: Tensor | None) -> Tensor:
+    @torch.no_grad()
+    def stream(
+        self, features: Tensor, h0: Tensor | None = None, context: tuple[int, int] = (0, 0)
+    ) -> tuple[Tensor, Tensor]:
+        """Free-running logits of one chunk of a long file, resumable: features [B, T, n_mels]
+        hold `context` = (before, after) frames of conv context around the chunk, h0 [B, hidden]
+        is the hidden state after the previous chunk (None: the file's start). Returns the
+        chunk's logits [B, T - before - after, C] and the hidden state after its last frame.
+        Chunks with receptive_field_radius frames of context (fewer only at the file's ends)
+        give the logits of one forward pass over the whole file. Eval mode only."""
+        if self.training:
+            raise CRNNConfigError("stream runs in eval mode only (call model.eval() first)")
+        B, T = self._check(features, None, 0.0)
+        before, after = context
+        if not (0 <= before and 0 <= after and before + after < T):
+            raise CRNNConfigError(f"context must be two frame counts >= 0 leaving frames of the "
+                                  f"chunk, got {context} for {T} frames")  # fmt: skip
+        feats = self.encode(features)[:, before : T - after].to(features.dtype)
+        with torch.autocast(features.device.type, enabled=False):
+            return free_run(self, feats, h0)
+
+    def plain_loop(
+        self, feats: Tensor, prev: Tensor | None, mask: Tensor | None, h0: Tensor | None = None
+    ) -> Tensor:
         """The recurrence by its definition, one GRUCell call per frame: logits [B, T, C] from
         conv features [B, T, F], true labels `prev` [B, T, C] of frame t-1 at frame t (None:
-        free running) and the forcing `mask` [B, T] (None: every frame forced)."""
+        free running) and the forcing `mask` [B, T] (None: every frame forced). From a hidden
+        state `h0` [B, hidden] (a later chunk of a file), frame 0 is fed the prediction fc(h0)."""
         B, T, _ = feats.shape
-        h = feats.new_zeros(B, self.hidden)
+        h = feats.new_zeros(B, self.hidden) if h0 is None else h0
+        last = None if h0 is None else self.fc(h0)  # logits of frame t-1
         label = feats.new_zeros(B, self.num_classes)
         logits = []
         for t in range(T):
-            if self.label_feedback and t > 0:
-                label = (torch.sigmoid(logits[-1].detach()) > self.threshold).to(feats.dtype)
+            if self.label_feedback and last is not None:
+                label = (torch.sigmoid(last.detach()) > self.threshold).to(feats.dtype)
                 if mask is not None:  # teacher forcing where the mask says so
                     label = torch.where(mask[:, t, None], prev[:, t], label)
                 elif prev is not None:  # p_tf = 1: teacher forcing at every frame
                     label = prev[:, t]
             inp = torch.cat([feats[:, t], label], dim=1) if self.label_feedback else feats[:, t]
             h = self.cell(inp, h)
-            logits.append(self.fc(h))
+            last = self.fc(h)
+            logits.append(last)
         return torch.stack(logits, dim=1)
 
     def _check(self, features: Tensor, targets: Tensor | None, p_tf: float) -> tuple[int, int]:

@@ -25,6 +25,8 @@ import math
 import warnings
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LOOPS", "HoistedLoop", "captured_graphs", "fast_loop", "fused_gru", "hoisted"]
+__all__ = [
+    "LOOPS",
+    "HoistedLoop",
+    "captured_graphs",
+    "fast_loop",
+    "free_run",
+    "fused_gru",
+    "hoisted",
+]
 
 LOOPS = ("auto", "eager", "hoisted", "cuda_graph")
 MAX_GRAPHS = 4  # captured (batch, length) buckets per model; further shapes run the hoisted loop
@@ -54,11 +64,33 @@ def fast_loop(model: nn.Module, feats: Tensor, prev: Tensor | None, mask: Tensor
     return hoisted(model, feats, prev, mask, keep=needs_grad)
 
 
+def free_run(model: nn.Module, feats: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Free-running logits [B, T, C] from conv features, starting from hidden state `h0` [B, H]
+    (None: zeros, a file's start), and the hidden state after the last frame: the no-gradient
+    loops of `fast_loop`, resumable, so that a long file can run chunk by chunk."""
+    if not model.label_feedback:
+        with torch.no_grad():
+            logits, h = fused_gru(model, feats, None, h0, final=True)
+        return logits, h
+    with torch.no_grad():
+        hs = hoisted(model, feats, None, None, keep=False, h0=h0, project=False)
+    return model.fc(hs.transpose(0, 1)), hs[-1].clone()
+
+
 def hoisted(
-    model: nn.Module, feats: Tensor, prev: Tensor | None, mask: Tensor | None, keep: bool = True
+    model: nn.Module,
+    feats: Tensor,
+    prev: Tensor | None,
+    mask: Tensor | None,
+    keep: bool = True,
+    h0: Tensor | None = None,
+    project: bool = True,
 ) -> Tensor:
     """Input projections of all frames at once, then the time loop: :class:`HoistedLoop` (with
-    its backward) when `keep`, else the no-gradient loop into reused buffers."""
+    its backward) when `keep`, else the no-gradient loop into reused buffers, which may start
+    from a hidden state `h0`. Logits [B, T, C], or (`project=False`) hidden states [T, B, H]."""
+    if h0 is not None and keep:
+        raise ValueError("hoisted: an initial hidden state h0 is for the no-gradient loop only")
     cell, fc, n = model.cell, model.fc, model.feature_size
     gi_free = F.linear(feats, cell.weight_ih[:, :n], cell.bias_ih)  # features (+ b_ih)
     w_lab = cell.weight_ih[:, n:] if model.label_feedback else None
@@ -66,20 +98,45 @@ def hoisted(
     m = None if mask is None else mask.t().unsqueeze(-1).contiguous()
     args = (_time_major(gi_free), _time_major(gi_tf), m, cell.weight_hh, cell.bias_hh, w_lab,
             fc.weight.detach(), fc.bias.detach(), _logit_threshold(model.threshold))  # fmt: skip
-    hs = HoistedLoop.apply(*args) if keep else _loop(*args, keep=False)[0]
-    return fc(hs.transpose(0, 1))
+    with _one_thread(feats):
+        hs = HoistedLoop.apply(*args) if keep else _loop(*args, keep=False, h0=h0)[0]
+    return fc(hs.transpose(0, 1)) if project else hs
 
 
-def fused_gru(model: nn.Module, feats: Tensor, prev: Tensor | None) -> Tensor:
-    """Nothing fed back: the recurrence is a plain GRU over [features, true labels of t-1]."""
+def fused_gru(
+    model: nn.Module,
+    feats: Tensor,
+    prev: Tensor | None,
+    h0: Tensor | None = None,
+    final: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Nothing fed back: the recurrence is a plain GRU over [features, true labels of t-1], from
+    hidden state `h0` [B, H] (None: zeros). Logits, and with `final` the last hidden state."""
     x = feats if prev is None else torch.cat([feats, prev], dim=-1)
-    h0 = feats.new_zeros(1, feats.shape[0], model.hidden)
+    h0 = feats.new_zeros(feats.shape[0], model.hidden) if h0 is None else h0
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-        out, _ = torch._VF.gru(
-            x, h0, list(_params(model)[:4]), True, 1, 0.0, model.training, False, True
-        )  # has_biases, num_layers, dropout, train, bidirectional, batch_first
-    return model.fc(out)
+        out, h = torch._VF.gru(
+            x, h0[None].contiguous(), list(_params(model)[:4]), True, 1, 0.0, model.training,
+            False, True,
+        )  # has_biases, num_layers, dropout, train, bidirectional, batch_first  # fmt: skip
+    return (model.fc(out), h[0]) if final else model.fc(out)
+
+
+@contextmanager
+def _one_thread(x: Tensor) -> Iterator[None]:
+    """Run a CPU time loop on one intra-op thread. Its ops are small and strictly sequential, so
+    more threads only add a barrier per op; where the cores are shared, each barrier can wait a
+    scheduler time slice (measured: 100x slower with 2 threads, docs/benchmarks.md)."""
+    threads = torch.get_num_threads()
+    if x.is_cuda or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _params(model: nn.Module) -> tuple[nn.Parameter, ...]:
@@ -103,9 +160,10 @@ def _frames(buf: Tensor, frames: int) -> list[Tensor]:
     return list(views) if len(views) == frames else [views[0]] * frames
 
 
-def _loop(gi_free, gi_tf, mask, w_hh, b_hh, w_lab, w_fc, b_fc, thr, keep):
+def _loop(gi_free, gi_tf, mask, w_hh, b_hh, w_lab, w_fc, b_fc, thr, keep, h0=None):
     """The GRU time loop of :class:`HoistedLoop`. Returns hidden states [T, B, H] and the gates,
-    hidden projections and fed predictions of every frame (`keep`) or of the last one."""
+    hidden projections and fed predictions of every frame (`keep`) or of the last one. From a
+    hidden state `h0`, frame 0 is fed the prediction from h0, as every later frame is."""
     T, B, G = gi_free.shape
     H = G // 3
     forced = gi_tf is not None and mask is None  # p_tf = 1: every fed label is the true one
@@ -127,14 +185,15 @@ def _loop(gi_free, gi_tf, mask, w_hh, b_hh, w_lab, w_fc, b_fc, thr, keep):
         masked = None if mask is None else (mask.unbind(0), gi_tf.unbind(0))
     else:
         w_hh_t = w_hh.t()
-    h = gi_free.new_zeros(B, H)
+    h = gi_free.new_zeros(B, H) if h0 is None else h0
+    resumed = h0 is not None
     for t in range(T):
         xr, xn = x_rz[t], x_n[t]
         if not feed:
             torch.addmm(b_hh, h, w_hh_t, out=gh_t[t])
         else:
             torch.addmm(b_cat, h, w_cat_t, out=gh_t[t])  # [h @ W_hh + b_hh, logits of t-1]
-            if t > 0:
+            if t > 0 or resumed:
                 torch.gt(logit[t], thr, out=pred[t])
                 torch.addmm(gi_free_t[t], pred[t], w_lab_t, out=x_buf)
                 if masked is not None:  # teacher forcing where the mask says so
@@ -183,14 +242,15 @@ class HoistedLoop(torch.autograd.Function):
         # D[t] = [da_n, da_r, da_z, da_n * r]; dGH = D[..., H:], dX = [da_r, da_z, da_n].
         D = hs.new_empty(T, B, 4 * H)
         dh = dhs[T - 1].clone()
-        for t in range(T - 1, -1, -1):
-            d = D[t]
-            da_n = torch.mul(dh, c_n[t], out=d[:, :H])
-            torch.mul(da_n, c_r[t], out=d[:, H : 2 * H])
-            torch.mul(dh, c_z[t], out=d[:, 2 * H : G])
-            torch.mul(da_n, r[t], out=d[:, G:])
-            if t > 0:
-                dh = torch.addmm(torch.addcmul(dhs[t - 1], dh, z[t]), d[:, H:], w_hh)
+        with _one_thread(hs):
+            for t in range(T - 1, -1, -1):
+                d = D[t]
+                da_n = torch.mul(dh, c_n[t], out=d[:, :H])
+                torch.mul(da_n, c_r[t], out=d[:, H : 2 * H])
+                torch.mul(dh, c_z[t], out=d[:, 2 * H : G])
+                torch.mul(da_n, r[t], out=d[:, G:])
+                if t > 0:
+                    dh = torch.addmm(torch.addcmul(dhs[t - 1], dh, z[t]), d[:, H:], w_hh)
         dgh = D[..., H:]
         dx = torch.cat([D[..., H:G], D[..., :H]], dim=-1)
         dgh2 = dgh.reshape(T * B, G)

@@ -1,0 +1,120 @@
+"""Streaming prediction: a long file run chunk by chunk (audio, features, conv context, GRU state)
+gives the probabilities of one pass over it, including across chunk boundaries inside events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sed.audio import load_audio, open_audio
+from sed.features import LogMel, Normalizer
+from sed.inference import ConfigError, TrainedModel
+from sed.models.crnn import CRNN, CRNNConfigError
+from sed.postprocess import PostProcessing
+
+CLASSES = ["beep", "hum", "noise"]
+
+
+def model(seed: int = 0, dtype=torch.float32, **kw) -> CRNN:
+    """Random weights with batch-norm statistics (so wrong context or padding would show) and
+    output biases that make the fed-back labels a mix of 0 and 1."""
+    torch.manual_seed(seed)
+    params = dict(n_mels=16, num_classes=3, channels=4, pool_sizes=[2, 2, 2], hidden=8)
+    m = CRNN(**{**params, **kw}).to(dtype)
+    with torch.no_grad():
+        for module in m.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+        m.fc.bias.copy_(torch.tensor([0.3, -0.2, 0.0], dtype=dtype))
+    return m.eval()
+
+
+def event_boundaries(probs: np.ndarray) -> list[int]:
+    """Frames t where some class is detected at both t - 1 and t (an event spans t - 1 | t)."""
+    on = probs > 0.5
+    return np.flatnonzero((on[1:] & on[:-1]).any(axis=1)) + 1
+
+
+@pytest.mark.parametrize("label_feedback", [True, False])
+def test_chunks_with_context_and_state_equal_one_forward_pass(label_feedback):
+    m = model(dtype=torch.float64, label_feedback=label_feedback)
+    x = torch.randn(2, 150, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        whole = m(x)
+    probs = torch.sigmoid(whole)[0].numpy()
+    r = m.receptive_field_radius
+    assert r == 6
+    # Boundaries inside events (the fed-back label of the chunk's first frame is 1), one right
+    # after the first frame, and chunks shorter than the receptive field.
+    inside = [t for t in event_boundaries(probs) if 10 <= t <= 140]
+    assert len(inside) >= 2
+    bounds = sorted({0, 1, int(inside[0]), int(inside[-1]), 70, 73, 150})
+    pieces, state = [], None
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        fa, fb = max(0, a - r), min(150, b + r)
+        logits, state = m.stream(x[:, fa:fb], state, context=(a - fa, fb - b))
+        assert logits.shape == (2, b - a, 3) and state.shape == (2, 8)
+        pieces.append(logits)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=1e-10, atol=1e-10)
+    # Too little context does change the result: the context is needed, not decoration.
+    fa = inside[0] - r + 1
+    short, _ = m.stream(x[:, fa : inside[0] + 20], None, context=(r - 1, 0))
+    assert not torch.allclose(short[:, 0], whole[:, inside[0]])
+
+
+def test_stream_refuses_training_mode_and_bad_context():
+    m = model()
+    x = torch.randn(1, 20, 16)
+    with pytest.raises(CRNNConfigError, match="context"):
+        m.stream(x, None, context=(10, 10))
+    with pytest.raises(CRNNConfigError, match="eval mode"):
+        m.train().stream(x)
+
+
+def trained_model(**logmel) -> TrainedModel:
+    params = dict(sample_rate=16000, n_fft=1024, win_length=640, hop_length=320, n_mels=16)
+    return TrainedModel(
+        model=model(),
+        logmel=LogMel(**{**params, **logmel}).eval(),
+        normalizer=Normalizer(mean=np.full(16, -40.0), std=np.full(16, 20.0)),
+        classes=CLASSES,
+        postprocessing=PostProcessing(),
+        config_yaml="",
+        epoch=0,
+    )
+
+
+def recording(path: Path, rate: int, seconds: float) -> Path:
+    """Beeps, a hum that comes and goes, and noise, at `rate` (resampled when read)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(rate * seconds)) / rate
+    beeps = (np.sin(2 * np.pi * 0.7 * t) > 0.3) * np.sin(2 * np.pi * 1000 * t)
+    hum = (np.sin(2 * np.pi * 0.23 * t) > 0) * np.sin(2 * np.pi * 150 * t)
+    audio = 0.3 * beeps + 0.3 * hum + 0.02 * rng.standard_normal(t.size)
+    sf.write(path, audio.astype(np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize(("rate", "chunk"), [(16000, 97), (22050, 160), (16000, 1)])
+def test_streamed_file_equals_the_whole_file_pass(tmp_path, rate, chunk):
+    trained = trained_model()
+    path = recording(tmp_path / "long.wav", rate, 9.3)
+    whole = trained.predict([trained.features(load_audio(path, 16000))], ["f"])["f"]
+    with open_audio(path, 16000) as reader:
+        streamed = trained.stream(reader, chunk)
+    assert streamed.shape == whole.shape == (-(-reader.num_samples // 320), 3)
+    boundaries = np.arange(chunk, len(whole), chunk)
+    assert len(np.intersect1d(boundaries, event_boundaries(whole))) > 0  # events span chunks
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
+
+
+def test_per_file_top_db_cannot_stream():
+    trained = trained_model(top_db=80.0)
+    assert not trained.streams
+    with pytest.raises(ConfigError, match="top_db"):
+        trained.stream(None, 10)
