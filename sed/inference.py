@@ -290,6 +290,7 @@ def load_trained(
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path}: weights do not fit model_spec: {err}") from None
     model.to(device).eval()
+    model.conv.to(memory_format=torch.channels_last)  # as sed.train runs it
     with _field(path, "features"):
         features = plain_kwargs(require(state, "features", path), f"checkpoint {path}, features")
         logmel = LogMel(**features).to(device).eval()

@@ -166,6 +166,8 @@ def train(
     # not shift the random draws of weight initialisation and training.
     seed_everything(int(cfg.seed))
     model = build_model(spec, where="model")
+    # Channels-last convolutions: ~1.3x faster training steps on CPU (docs/benchmarks.md).
+    model.conv.to(memory_format=torch.channels_last)
     sampler = make_sampler(cfg, num_batches)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     scheduler = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from sed.inference import masked_bce, predict_batches
 from sed.io import atomic_write
 from sed.sampling import TeacherForcingSampler
 
+log = logging.getLogger(__name__)
 MODES = ("max", "min")
 BATCH_COLUMNS = ["batch", "epoch", "p_tf", "loss"]  # batches.csv
 
@@ -266,7 +269,10 @@ class Trainer:
         self.model.train()
         total, count = 0.0, 0
         bar = tqdm(
-            loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not self.settings.progress
+            loader,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=None if self.settings.progress else True,  # None: bars on a terminal only
         )
         for batch in bar:
             p_tf = float(self.sampler.probability)
@@ -328,7 +334,7 @@ class Trainer:
             desc="epochs",
             initial=self.epoch,
             total=s.epochs,
-            disable=not s.progress,
+            disable=None if s.progress else True,
         )
         opened = batches_path.open("a", newline="") if main else contextlib.nullcontext()
         with opened as handle:
@@ -411,6 +417,14 @@ class Trainer:
 
     def _log_epoch(self, row: dict[str, float]) -> None:
         self.write_history()
+        if not sys.stderr.isatty() and distributed.is_main():
+            # Logs and SLURM jobs get one line per epoch instead of progress-bar redraws.
+            monitored = row.get(self.settings.monitor, float("nan"))
+            log.info(
+                "epoch %d/%d: train_loss %.4f, validation_loss %.4f, %s %.4f, p_tf %.3f, %.1f s",
+                row["epoch"], self.settings.epochs, row["train_loss"], row["validation_loss"],
+                self.settings.monitor, monitored, row["p_tf_end"], row["seconds"],
+            )  # fmt: skip
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, int | float) and math.isfinite(value):

@@ -56,6 +56,7 @@ def tiny_model(seed: int = 0) -> CRNN:
                 module.running_mean.normal_(0, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
                 module.bias.normal_(0, 0.5)
+    model.conv.to(memory_format=torch.channels_last)  # as sed.train and load_trained run it
     return model.eval()
 
 
