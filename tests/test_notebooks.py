@@ -3,14 +3,12 @@ are committed without outputs, and running them writes nothing into the run or t
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import run_sed
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,18 +23,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 def train(*overrides: str, root: Path) -> None:
     """python -m sed.train overrides..., with data and outputs under `root`."""
-    env = {**os.environ, "SED_ROOT": str(root), "PYTHONHASHSEED": "0", **ONE_THREAD}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sed.train", *overrides],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, (
-        f"sed.train {overrides} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    )
+    run_sed("sed.train", *overrides, root=root, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from helpers import run_sed
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -28,7 +28,6 @@ Compose = Callable[..., DictConfig]
 
 def sweep(sed_root: Path, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """`python -m sed.train -m +experiment=smoke seed=1,2 OVERRIDES` into `sweep_dir`."""
-    env = {**os.environ, "SED_ROOT": str(sed_root), "OMP_NUM_THREADS": "1"}
     command = [
         "-m",
         "+experiment=smoke",
@@ -38,16 +37,7 @@ def sweep(sed_root: Path, sweep_dir: Path, *overrides: str) -> subprocess.Comple
         f"hydra.sweep.dir={sweep_dir}",
         *overrides,
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sed.train", *command],
-        cwd=sed_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, f"sed.train {command} failed:\n{proc.stderr[-4000:]}"
-    return proc
+    return run_sed("sed.train", *command, root=sed_root)
 
 
 def two_finished_runs(sweep_dir: Path) -> pd.DataFrame:

@@ -6,10 +6,7 @@ keeps the command line honest and is the paper's comparison in miniature."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from helpers import run_sed
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -210,17 +208,8 @@ def test_method_comparison_is_one_multirun(sed_root: Path) -> None:
     """`python -m sed.train -m +experiment=smoke method=baseline,tf,ss` as the README types it
     (the paper's comparison in miniature, through the real command line), and sed.report groups
     it by method."""
-    env = {**os.environ, "SED_ROOT": str(sed_root), "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     command = ["-m", "+experiment=smoke", "method=baseline,tf,ss", "trainer.epochs=1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sed.train", *command],
-        cwd=sed_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"sed.train {command} failed:\n{proc.stderr[-4000:]}"
+    run_sed("sed.train", *command, root=sed_root, timeout=300)
     (sweep,) = (sed_root / "outputs" / "smoke" / "multiruns").iterdir()
     p_tf = {}
     for job in ("0", "1", "2"):

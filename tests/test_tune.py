@@ -4,14 +4,12 @@ search, and pruning on the per-epoch validation metric. Skipped without the `clu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_sed
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 optuna = pytest.importorskip("optuna")
@@ -110,21 +108,13 @@ def test_unknown_space_key_names_it(tune_cfg: DictConfig, tmp_path: Path) -> Non
 def test_cli_search(sed_root: Path, tmp_path: Path) -> None:
     """`python -m sed.tune` through Hydra: two trials, the study and the trial runs in the dir."""
     search = tmp_path / "cli"
-    env = {**os.environ, "SED_ROOT": str(sed_root), "OMP_NUM_THREADS": "1"}
     command = [
         "+experiment=smoke",
         "trainer.epochs=1",
         "tune.n_trials=2",
         f"hydra.run.dir={search}",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sed.tune", *command],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_sed("sed.tune", *command, root=sed_root, cwd=tmp_path)
     assert (search / "study.db").is_file() and (search / "best.json").is_file()
     assert sorted(p.name for p in (search / "trials").iterdir()) == ["0", "1"]
     assert not (search / ".hydra").exists() and (search / ".tune" / "worker0").is_dir()
