@@ -582,9 +582,22 @@ def psds_from_scores(
                 f"scores for file {f!r} must have shape [T > 0, {len(classes)}], got {p.shape}"
             )
         kept_probs[f] = p[:, columns]
+    settings_of = {"psds1": PSDS1, "psds2": PSDS2}
+    if len(kept) == 1:
+        # Cross-triggers need a second class with reference events; with one, the PSDS2
+        # cross-trigger term is undefined (sed_scores_eval fails on it), so it is left out.
+        settings_of = {
+            k: {**v, "cttc_threshold": None, "alpha_ct": 0.0} for k, v in settings_of.items()
+        }
+        if PSDS2["alpha_ct"]:
+            warnings.warn(
+                f"PSDS2 computed without its cross-trigger term: only class {kept[0]!r} has "
+                "reference events",
+                stacklevel=2,
+            )
     statistics = {
-        "psds1": partial(intersection_statistics, **_criteria(PSDS1)),
-        "psds2": partial(intersection_statistics, **_criteria(PSDS2)),
+        name: partial(intersection_statistics, **_criteria(settings))
+        for name, settings in settings_of.items()
     }
     if collar:
         statistics["collar"] = partial(collar_statistics, **COLLAR_PARAMS)
@@ -593,7 +606,7 @@ def psds_from_scores(
     deltas = score_deltas(
         kept_probs, hop_seconds, gt, kept, statistics, num_jobs=num_jobs, progress=progress
     )
-    for name, settings in (("psds1", PSDS1), ("psds2", PSDS2)):
+    for name, settings in settings_of.items():
         value, per_class, *_ = intersection_based.psds(
             scores=None,
             ground_truth=gt,

@@ -292,6 +292,22 @@ def test_psds_perfect_system_is_one_and_worse_is_lower():
     assert degraded["collar_f1"] < 0.9
 
 
+def test_psds_with_one_class_that_has_events():
+    """A split (or a data set) where one class alone has reference events: PSDS2's
+    cross-trigger term is undefined, so it is left out with a warning instead of crashing
+    inside sed_scores_eval."""
+    ref, probs, hop = perfect_case()
+    label = ref["event_label"].iloc[0]
+    only = ref[ref["event_label"] == label]
+    column = CLASSES.index(label)
+    with pytest.warns(UserWarning, match="cross-trigger"):
+        values = psds_from_scores(
+            {f: p[:, [column]] for f, p in probs.items()}, hop, only, None, [label]
+        )
+    assert values["psds1"] == pytest.approx(1.0, abs=1e-12)
+    assert values["psds2"] == pytest.approx(1.0, abs=1e-12)
+
+
 def test_psds_handles_files_and_classes_without_events():
     ref, probs, hop = perfect_case(seed=2)
     durations = {f: len(p) * hop for f, p in probs.items()}
