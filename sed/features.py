@@ -395,7 +395,13 @@ class FeatureCache:
         """Features of every file in order, with a tqdm progress bar (cached files are fast)."""
         return [
             self.get(p)
-            for p in tqdm(paths, desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
+            for p in tqdm(
+                paths,
+                desc=desc,
+                unit="file",
+                disable=None if progress else True,
+                dynamic_ncols=True,
+            )
         ]
 
 

@@ -155,7 +155,9 @@ def tune_postprocessing(
         ("min_gap", [{"min_gap": g} for g in _first_with(default["min_gap"], space.min_gap)]),
     ]  # fmt: skip
     total = sum(len(c) for _, c in stages)
-    bar = tqdm(total=total, desc=f"tune post-processing ({criterion})", disable=not progress)
+    bar = tqdm(
+        total=total, desc=f"tune post-processing ({criterion})", disable=None if progress else True
+    )
     for stage, candidates in stages:
         base = {c: dict(best[c]) for c in classes}
         for candidate in candidates:

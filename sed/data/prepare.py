@@ -606,7 +606,9 @@ def _write_audio(reader: _Reader, dest: Path, progress: bool) -> dict:
     audio_dir = dest / "audio_all"
     audio_dir.mkdir(parents=True, exist_ok=True)
     durations, rates, channels = {}, set(), set()
-    for name in tqdm(sorted(reader.sources), desc="audio", unit="file", disable=not progress):
+    for name in tqdm(
+        sorted(reader.sources), desc="audio", unit="file", disable=None if progress else True
+    ):
         target = audio_dir / name
         reader.tree.copy(reader.sources[name], target)
         durations[name] = audio_duration(target)

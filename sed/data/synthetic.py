@@ -774,7 +774,10 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
     (folder / "metadata").mkdir(parents=True)
     stats: dict[str, Any] = {}
     with tqdm(
-        total=sum(sizes.values()), desc="synthetic dataset", unit="clip", disable=not progress
+        total=sum(sizes.values()),
+        desc="synthetic dataset",
+        unit="clip",
+        disable=None if progress else True,
     ) as bar:
         for split in SPLITS:
             audio_dir = folder / "audio" / split
