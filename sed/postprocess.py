@@ -8,7 +8,7 @@ event table is :func:`sed.annotations.targets_to_events`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -164,27 +164,42 @@ def fill_gaps(
     active: np.ndarray, min_gap: PerClass, hop_seconds: float, classes: Sequence[str]
 ) -> np.ndarray:
     """Merge events of one class whose gap is shorter than ``min_gap`` seconds."""
-    gaps = _per_class(min_gap, classes, "min_gap")
-    out = np.array(active, dtype=bool, copy=True)
-    for c in np.flatnonzero(gaps > 0):
-        starts, ends = _runs(out[:, c])
-        short = (starts[1:] - ends[:-1]) * hop_seconds < gaps[c] - _EPS
-        for s, e in zip(ends[:-1][short], starts[1:][short], strict=True):
-            out[s:e, c] = True
-    return out
+
+    def gaps(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return ends[:-1], starts[1:]  # the inactive stretches between consecutive events
+
+    return _set_short(active, min_gap, "min_gap", hop_seconds, classes, gaps, True)
 
 
 def remove_short(
     active: np.ndarray, min_duration: PerClass, hop_seconds: float, classes: Sequence[str]
 ) -> np.ndarray:
     """Drop events shorter than ``min_duration`` seconds."""
-    mins = _per_class(min_duration, classes, "min_duration")
+
+    def events(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return starts, ends
+
+    return _set_short(active, min_duration, "min_duration", hop_seconds, classes, events, False)
+
+
+def _set_short(
+    active: np.ndarray,
+    limit: PerClass,
+    name: str,
+    hop_seconds: float,
+    classes: Sequence[str],
+    stretches: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    value: bool,
+) -> np.ndarray:
+    """Set to `value` every stretch (from `stretches(starts, ends)` of each class's runs of
+    activity) shorter than that class's `limit` in seconds."""
+    limits = _per_class(limit, classes, name)
     out = np.array(active, dtype=bool, copy=True)
-    for c in np.flatnonzero(mins > 0):
-        starts, ends = _runs(out[:, c])
-        short = (ends - starts) * hop_seconds < mins[c] - _EPS
-        for s, e in zip(starts[short], ends[short], strict=True):
-            out[s:e, c] = False
+    for c in np.flatnonzero(limits > 0):
+        first, stop = stretches(*_runs(out[:, c]))
+        short = (stop - first) * hop_seconds < limits[c] - _EPS
+        for s, e in zip(first[short], stop[short], strict=True):
+            out[s:e, c] = value
     return out
 
 

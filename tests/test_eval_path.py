@@ -183,15 +183,7 @@ def entry_config(name: str, **values) -> OmegaConf:
 def test_train_evaluate_and_predict_agree(trained_run: dict, tmp_path: Path):
     run_dir = trained_run["run_dir"]
     # What sed.train's final evaluation runs, with the trained model still in memory.
-    logmel = LogMel(**FEATURES)
-    classes, splits, _ = load_corpus(
-        trained_run["root"],
-        logmel,
-        tmp_path / "cache" / "features",
-        classes=CLASSES,
-        splits=EVAL_SPLITS,
-        normalizer=trained_run["normalizer"],
-    )
+    logmel, classes, splits = _evaluation_splits(trained_run, tmp_path)
     metrics, probs, _ = evaluate_model(
         trained_run["model"],
         splits,
@@ -269,15 +261,7 @@ def _predict_test_audio(trained_run: dict, out_dir, **overrides):
 def test_test_labels_never_influence_tuned_postprocessing(trained_run: dict, tmp_path: Path):
     """Tuning reads validation only: permuting the test split's labels leaves the chosen
     post-processing and every validation number unchanged (and changes the test numbers)."""
-    logmel = LogMel(**FEATURES)
-    classes, splits, _ = load_corpus(
-        trained_run["root"],
-        logmel,
-        tmp_path / "cache" / "features",
-        classes=CLASSES,
-        splits=EVAL_SPLITS,
-        normalizer=trained_run["normalizer"],
-    )
+    logmel, classes, splits = _evaluation_splits(trained_run, tmp_path)
     space = SearchSpace(thresholds=(0.2, 0.5), median_seconds=(0.1, 0.5), min_duration=(0.0, 0.2))
     runs = []
     for permute in (False, True):
@@ -328,3 +312,18 @@ def test_predict_streams_long_files_with_the_one_pass_result(trained_run: dict, 
         np.testing.assert_allclose(np.load(other), np.load(saved), rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="chunk_seconds"):
         _predict_test_audio(trained_run, tmp_path / "c", chunk_seconds=0)
+
+
+def _evaluation_splits(trained_run: dict, tmp_path: Path):
+    """(LogMel, classes, {split: features}) of the run's validation and test splits, as
+    sed.train's final evaluation loads them."""
+    logmel = LogMel(**FEATURES)
+    classes, splits, _ = load_corpus(
+        trained_run["root"],
+        logmel,
+        tmp_path / "cache" / "features",
+        classes=CLASSES,
+        splits=EVAL_SPLITS,
+        normalizer=trained_run["normalizer"],
+    )
+    return logmel, classes, splits

@@ -145,22 +145,17 @@ def spans(ax, gid: str) -> list[tuple[float, float]]:
     )
 
 
+def roll(classes, path, **kwargs):
+    """plot_event_roll of roll_inputs(classes) at a 20 ms hop, written to `path`."""
+    return plot_event_roll(*roll_inputs(classes), classes, 0.02, path, **kwargs)
+
+
 @pytest.mark.parametrize("num_classes", [3, 16])
 def test_event_roll_png_and_spans(tmp_path, num_classes):
     classes = [f"class_{k:02d}_{'long_name' if k % 3 == 0 else 'x'}" for k in range(num_classes)]
     features, reference, probs, estimated = roll_inputs(classes)
     path = tmp_path / f"roll_{num_classes}.png"
-    fig = plot_event_roll(
-        features,
-        reference,
-        probs,
-        estimated,
-        classes,
-        0.02,
-        path,
-        threshold=0.5,
-        title="test: a.wav",
-    )
+    fig = roll(classes, path, threshold=0.5, title="test: a.wav")
     assert_png(path)
     rows = class_axes(fig, classes)  # one row per class, labelled with the class name
     for name, ax in rows.items():
@@ -188,16 +183,7 @@ def test_event_roll_png_and_spans(tmp_path, num_classes):
 def test_event_roll_per_class_thresholds(tmp_path):
     classes = ["a", "b", "c"]
     features, reference, probs, estimated = roll_inputs(classes)
-    fig = plot_event_roll(
-        features,
-        reference,
-        probs,
-        estimated,
-        classes,
-        0.02,
-        tmp_path / "r.png",
-        threshold={"a": 0.3, "b": 0.5, "c": 0.7},
-    )
+    fig = roll(classes, tmp_path / "r.png", threshold={"a": 0.3, "b": 0.5, "c": 0.7})
     for name, value in zip(classes, [0.3, 0.5, 0.7], strict=True):
         ax = class_axes(fig, classes)[name]
         assert any(list(line.get_ydata()) == [value, value] for line in ax.lines)
