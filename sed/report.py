@@ -178,13 +178,21 @@ def _config_value(run_dir: Path, key: str) -> Any:
     try:
         config = OmegaConf.load(path)
         node = OmegaConf.select(config, key, default=_ABSENT, throw_on_resolution_failure=False)
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(config, parent_key) if parent_key else config
+        # An interpolation that resolves to nothing here (e.g. `${hydra:...}` outside the run):
+        # no column rather than a wrong value; a literal null stays null.
+        if (
+            node is None
+            and isinstance(parent, DictConfig)
+            and OmegaConf.is_interpolation(parent, leaf)
+        ):
+            return _ABSENT
     except (OSError, yaml.YAMLError, OmegaConfBaseException):
         return _ABSENT
     if isinstance(node, DictConfig | ListConfig):
         return json.dumps(OmegaConf.to_container(node, resolve=False))
-    # select() gives None for an interpolation that failed to resolve (and for null values,
-    # which no sweep groups by): no column rather than a wrong value.
-    return _ABSENT if node is None else node
+    return node
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

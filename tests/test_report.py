@@ -349,6 +349,15 @@ def test_config_keys_follow_interpolations(tmp_path):
     assert "out" not in runs  # unresolvable outside Hydra: no column rather than a wrong value
 
 
+def test_config_keys_keep_literal_nulls(tmp_path):
+    # grad_clip: null is a setting (no clipping), not a missing key: it gets its column.
+    for job in range(2):
+        config = {"trainer": {"grad_clip": None}}
+        make_run(tmp_path / str(job), [f"seed={job}"], {"test/event_f1": 0.5}, config=config)
+    runs = collect_runs(tmp_path, config_keys=["trainer.grad_clip"])
+    assert runs["trainer.grad_clip"].isna().all() and len(runs) == 2
+
+
 # --------------------------------------------------------------------------- is it better?
 
 
