@@ -88,14 +88,21 @@ def data_paths(cfg: DictConfig, train_cfg: DictConfig) -> tuple[Path, Path]:
     return Path(root), Path(cache_dir)
 
 
-def run_tuning(train_cfg: DictConfig, criterion: str | None) -> Tuning:
+def run_tuning(
+    train_cfg: DictConfig, criterion: str | None, per_class: bool | None = None
+) -> Tuning:
     """The run's post-processing search settings (plain values only: nothing read from the run
-    selects code), with `criterion` replacing its criterion when given."""
+    selects code), with `criterion` / `per_class` replacing the run's when given. A run made
+    before the scope was a setting searched per class, and keeps doing so."""
     stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
     space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
+    scope = stored.get("per_class", True) if per_class is None else per_class
+    if not isinstance(scope, bool):
+        raise ConfigError(f"tune_per_class must be true, false or null, got {scope!r}")
     return Tuning(
         enabled=True,
         criterion=criterion or stored.get("criterion", "event_f1"),
+        per_class=scope,
         space=SearchSpace(**space),
     )
 
@@ -139,7 +146,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     tuning = None
     if cfg.get("tune"):
         # Search again on validation, from the run's fixed settings (with any overrides).
-        tuning = run_tuning(train_cfg, cfg.get("tune_criterion"))
+        tuning = run_tuning(train_cfg, cfg.get("tune_criterion"), cfg.get("tune_per_class"))
         pp = PostProcessing.from_dict(
             OmegaConf.to_container(train_cfg.postprocess, resolve=True),
             OmegaConf.to_container(cfg.postprocess, resolve=True),

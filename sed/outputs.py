@@ -182,6 +182,7 @@ def evaluate_model(
             start=postprocessing,
             space=tuning.space,
             criterion=tuning.criterion,
+            per_class=tuning.per_class,
             progress=progress,
         )
         chosen, fixed = result.postprocessing, postprocessing
@@ -189,6 +190,7 @@ def evaluate_model(
         write_json(
             {
                 "criterion": result.criterion,
+                "per_class": tuning.per_class,
                 "validation_score": result.score,
                 "validation_score_fixed": result.start_score,
                 "fixed": postprocessing.to_dict(),

@@ -60,6 +60,7 @@ TRAIN_ERRORS = (*USER_ERRORS, SamplerError, TuningError, FloatingPointError)
 RESUMABLE = (
     "trainer.epochs",
     "trainer.max_minutes",
+    "trainer.keep_every",
     "trainer.resume",
     "trainer.progress",
     "trainer.tensorboard",

@@ -51,6 +51,7 @@ class TrainerSettings:
     num_workers: int = 0
     resume: bool = False
     max_minutes: float | None = None
+    keep_every: int | None = None  # also keep checkpoints/epoch_NNNN.pt every this many epochs
     progress: bool = True
     tensorboard: bool = True
 
@@ -60,6 +61,8 @@ class TrainerSettings:
                 raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
         if self.num_threads is not None and int(self.num_threads) < 1:
             raise ValueError(f"trainer.num_threads must be >= 1 or null, got {self.num_threads}")
+        if self.keep_every is not None and int(self.keep_every) < 1:
+            raise ValueError(f"trainer.keep_every must be >= 1 or null, got {self.keep_every}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"trainer.grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.monitor_mode not in MODES:
@@ -379,6 +382,8 @@ class Trainer:
                     self.bad_epochs += 1
                 self.train_seconds = distributed.broadcast_object(time.perf_counter() - start)
                 self.save("last")
+                if s.keep_every and self.epoch % s.keep_every == 0:
+                    self.save(f"epoch_{self.epoch:04d}")  # for studies of which epoch to keep
                 if on_epoch is not None:
                     try:
                         on_epoch(self.epoch, row)

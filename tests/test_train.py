@@ -132,6 +132,23 @@ AUGMENTED = {
 }
 
 
+def test_keep_every_keeps_the_states_a_shorter_run_ends_in(
+    cfg_train: DictConfig, tmp_path: Path
+) -> None:
+    """trainer.keep_every keeps epoch checkpoints; with a constant learning rate a longer run
+    passes through exactly the states a shorter run ends in (what an epoch study relies on)."""
+    common = {"trainer__patience": 10, "tuning__enabled": False}
+    train(with_overrides(cfg_train, tmp_path / "long", trainer__epochs=3, trainer__keep_every=2, **common))
+    train(with_overrides(cfg_train, tmp_path / "short", trainer__epochs=2, **common))
+    kept = sorted(p.name for p in (tmp_path / "long" / "checkpoints").glob("epoch_*.pt"))
+    assert kept == ["epoch_0002.pt"]
+    a = torch.load(tmp_path / "long" / "checkpoints" / "epoch_0002.pt", weights_only=True)
+    b = torch.load(tmp_path / "short" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 @pytest.mark.parametrize("extra", [{}, AUGMENTED], ids=["plain", "augmented+cosine"])
 def test_resume_equals_uninterrupted(
     cfg_train: DictConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict

@@ -48,7 +48,7 @@ def test_finds_per_class_settings_and_beats_start() -> None:
     probs, events, durations = _split(0)
     start = PostProcessing(threshold=0.5, median_seconds=0.02)
     result = tune_postprocessing(
-        probs, events, CLASSES, HOP, durations, start, SPACE, progress=False
+        probs, events, CLASSES, HOP, durations, start, SPACE, progress=False, per_class=True
     )
     pp = result.postprocessing
     assert pp.threshold["hum"] == pytest.approx(0.3)  # 0.35 activity needs a threshold below it
@@ -58,6 +58,40 @@ def test_finds_per_class_settings_and_beats_start() -> None:
     again = evaluate_events(events, probs_to_events(probs, HOP, CLASSES, pp), CLASSES, durations)
     assert again["event_f1"] == pytest.approx(result.score)
     assert {"start", "threshold+median", "final"} <= set(result.trials["stage"])
+
+
+def test_shared_scope_picks_the_best_common_setting() -> None:
+    """per_class=False gives every class the same values: the candidate with the best overall
+    score (checked by scoring every combination of a small space by brute force)."""
+    probs, events, durations = _split(5)
+    start = PostProcessing(threshold=0.5, median_seconds=0.02)
+    space = SearchSpace(thresholds=(0.3, 0.5), median_seconds=(0.02, 0.1), min_duration=(0.0,),
+                        min_gap=(0.0, 0.2))  # fmt: skip
+    result = tune_postprocessing(
+        probs, events, CLASSES, HOP, durations, start, space, progress=False
+    )
+    pp = result.postprocessing
+    for key in ("threshold", "median_seconds", "min_gap"):
+        assert len(set(getattr(pp, key).values())) == 1, key
+    best = max(
+        evaluate_events(
+            events,
+            probs_to_events(
+                probs, HOP, CLASSES, PostProcessing(threshold=t, median_seconds=m, min_gap=g)
+            ),
+            CLASSES,
+            durations,
+        )["event_f1"]
+        for t in space.thresholds
+        for m in space.median_seconds
+        for g in space.min_gap
+    )
+    assert result.score == pytest.approx(best)
+    # the per-class search can only do as well or better on the split it is fitted to
+    own = tune_postprocessing(
+        probs, events, CLASSES, HOP, durations, start, space, progress=False, per_class=True
+    )
+    assert own.score >= result.score - 1e-12
 
 
 def test_keeps_start_when_nothing_helps() -> None:
