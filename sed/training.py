@@ -38,14 +38,14 @@ class TrainerSettings:
 
     device: str = "auto"  # auto = CUDA when present, else CPU
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 16
     drop_last: bool = False  # drop each epoch's last, smaller training batch (Drossos et al. do)
     seq_len: int = 512  # frames per training sequence
     grad_clip: float | None = 1.0
     patience: int = 15
-    monitor: str = "validation/frame_f1"
-    monitor_mode: str = "max"
+    monitor: str = "validation_loss"
+    monitor_mode: str = "min"
     val_event_metrics: bool = True  # event-based F1/ER on validation every epoch
     amp: bool = True
     num_workers: int = 0
