@@ -118,6 +118,10 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     splits = requested_splits(cfg.splits)
     if cfg.get("tune") and "validation" not in splits:
         raise ConfigError(f"tune=true searches on the validation split; splits={list(splits)}")
+    if cfg.get("tune_per_class") not in (None, True, False):
+        raise ConfigError(
+            f"tune_per_class must be true, false or null, got {cfg.get('tune_per_class')!r}"
+        )
     thresholds = sweep_thresholds(cfg)
     device = resolve_device(cfg.device)
     trained = load_trained(

@@ -424,11 +424,23 @@ class Trainer:
         self.write_history()
         if not sys.stderr.isatty() and distributed.is_main():
             # Logs and SLURM jobs get one line per epoch instead of progress-bar redraws.
-            monitored = row.get(self.settings.monitor, float("nan"))
+            shown = dict.fromkeys(  # the monitor once, beside the usual validation numbers
+                (
+                    "validation_loss",
+                    "validation/frame_f1",
+                    "validation/event_f1",
+                    self.settings.monitor,
+                )
+            )
+            values = ", ".join(
+                f"{name} {row.get(name, float('nan')):.4f}"
+                for name in shown
+                if name in row or name == self.settings.monitor
+            )
             log.info(
-                "epoch %d/%d: train_loss %.4f, validation_loss %.4f, %s %.4f, p_tf %.3f, %.1f s",
-                row["epoch"], self.settings.epochs, row["train_loss"], row["validation_loss"],
-                self.settings.monitor, monitored, row["p_tf_end"], row["seconds"],
+                "epoch %d/%d: train_loss %.4f, %s, p_tf %.3f, %.1f s",
+                row["epoch"], self.settings.epochs, row["train_loss"], values, row["p_tf_end"],
+                row["seconds"],
             )  # fmt: skip
         if self.writer is not None:
             for key, value in row.items():

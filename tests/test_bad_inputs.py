@@ -314,6 +314,11 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         ConfigError,
         r"run_dir=.* is not a sed\.train run",
     ),
+    "evaluate tune_per_class=maybe": (
+        lambda w: w.evaluate(tune=True, tune_per_class="maybe"),
+        ConfigError,
+        r"^tune_per_class must be true, false or null, got 'maybe'$",
+    ),
     "evaluate splits=[dev]": (
         lambda w: w.evaluate(splits=["dev"]),
         ConfigError,

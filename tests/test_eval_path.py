@@ -21,7 +21,7 @@ from sed.checkpoints import model_spec, save_checkpoint
 from sed.data.datasets import FileDataset, collate
 from sed.data.folder import EVAL_SPLITS
 from sed.data.loading import load_corpus
-from sed.evaluate import evaluate
+from sed.evaluate import evaluate, run_tuning
 from sed.features import LogMel, Normalizer
 from sed.inference import (
     ConfigError,
@@ -327,3 +327,24 @@ def _evaluation_splits(trained_run: dict, tmp_path: Path):
         normalizer=trained_run["normalizer"],
     )
     return logmel, classes, splits
+
+
+@pytest.mark.parametrize(
+    ("stored", "override", "expected"),
+    [
+        ({"criterion": "event_f1"}, None, True),  # a run from before the scope: per class, as made
+        ({"criterion": "event_f1", "per_class": False}, None, False),
+        ({"criterion": "event_f1", "per_class": False}, True, True),
+        ({"criterion": "event_f1", "per_class": True}, False, False),
+    ],
+)
+def test_retuning_keeps_or_overrides_the_runs_search_scope(stored, override, expected) -> None:
+    cfg = OmegaConf.create({"tuning": {**stored, "space": {"thresholds": [0.4, 0.6]}}})
+    tuning = run_tuning(cfg, None, override)
+    assert tuning.per_class is expected
+    assert tuning.space.thresholds == (0.4, 0.6)
+
+
+def test_retuning_scope_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match="tune_per_class"):
+        run_tuning(OmegaConf.create({"tuning": {"criterion": "event_f1"}}), None, "yes")

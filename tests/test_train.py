@@ -132,13 +132,42 @@ AUGMENTED = {
 }
 
 
+def test_one_log_line_per_epoch_names_the_monitor_once(
+    cfg_train: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Off a terminal (a log file, a SLURM job) each epoch is one line: train loss, validation
+    loss, frame and event F1 and the monitor, each named once."""
+    caplog.set_level("INFO", logger="sed.training")
+    overrides = {"trainer__epochs": 1, "tuning__enabled": False}
+    for monitor, mode in (("validation_loss", "min"), ("validation/segment_f1", "max")):
+        caplog.clear()
+        cfg = with_overrides(
+            cfg_train, tmp_path / mode, monitor=monitor, monitor_mode=mode, **overrides
+        )
+        train(cfg)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1:")]
+        assert len(lines) == 1, lines
+        for name in (
+            "train_loss",
+            "validation_loss",
+            "validation/frame_f1",
+            "validation/event_f1",
+            monitor,
+        ):
+            assert lines[0].count(f"{name} ") == 1, (name, lines[0])
+
+
 def test_keep_every_keeps_the_states_a_shorter_run_ends_in(
     cfg_train: DictConfig, tmp_path: Path
 ) -> None:
     """trainer.keep_every keeps epoch checkpoints; with a constant learning rate a longer run
     passes through exactly the states a shorter run ends in (what an epoch study relies on)."""
     common = {"trainer__patience": 10, "tuning__enabled": False}
-    train(with_overrides(cfg_train, tmp_path / "long", trainer__epochs=3, trainer__keep_every=2, **common))
+    train(
+        with_overrides(
+            cfg_train, tmp_path / "long", trainer__epochs=3, trainer__keep_every=2, **common
+        )
+    )
     train(with_overrides(cfg_train, tmp_path / "short", trainer__epochs=2, **common))
     kept = sorted(p.name for p in (tmp_path / "long" / "checkpoints").glob("epoch_*.pt"))
     assert kept == ["epoch_0002.pt"]
