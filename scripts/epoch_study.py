@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from sed.data.loading import load_corpus
+from sed.evaluate import data_paths, trained_splits
 from sed.inference import load_trained, predict_files
 from sed.outputs import evaluate_split, split_durations
 from sed.postprocess import PostProcessing
@@ -53,15 +53,8 @@ def epoch_rows(run_dir: Path, every: int) -> list[dict[str, float]]:
         raise SystemExit(f"{run_dir}/checkpoints has no epoch_*.pt: train with trainer.keep_every")
     first = load_trained(kept[0], torch.device("cpu"))
     cfg = OmegaConf.create(first.config_yaml)
-    classes, data, _ = load_corpus(
-        Path(cfg.data.root),
-        first.logmel,
-        Path(cfg.paths.cache_dir) / "features",
-        classes=first.classes,
-        splits=("validation", "test"),
-        device="cpu",
-        normalizer=first.normalizer,
-    )
+    root, cache_dir = data_paths(OmegaConf.create({}), cfg)
+    classes, data = trained_splits(first, root, cache_dir, ("validation", "test"))
     tuning = Tuning()  # the default search, whatever the run itself used
     fixed = PostProcessing.from_dict(OmegaConf.to_container(cfg.postprocess, resolve=True))
     hop = first.hop_seconds
@@ -71,7 +64,7 @@ def epoch_rows(run_dir: Path, every: int) -> list[dict[str, float]]:
         epoch = int(re.findall(r"\d+", path.stem)[0])
         if epoch % every:
             continue
-        trained = load_trained(path, torch.device("cpu"))
+        trained = first if path == kept[0] else load_trained(path, torch.device("cpu"))
         probs, losses = {}, {}
         for split, d in data.items():
             probs[split], losses[split] = predict_files(

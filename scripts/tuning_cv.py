@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from sed.data.loading import load_corpus
+from sed.evaluate import data_paths, trained_splits
 from sed.evaluation import evaluate_events
 from sed.inference import load_trained, predict_files
 from sed.outputs import split_durations
@@ -42,16 +42,8 @@ SCOPES = {  # name -> (per_class, space)
 
 def validation(run_dir: Path) -> tuple[dict, pd.DataFrame, dict, list[str], float]:
     trained = load_trained(run_dir / "checkpoints" / "best.pt", torch.device("cpu"))
-    cfg = OmegaConf.create(trained.config_yaml)
-    classes, data, _ = load_corpus(
-        Path(cfg.data.root),
-        trained.logmel,
-        Path(cfg.paths.cache_dir) / "features",
-        classes=trained.classes,
-        splits=("validation",),
-        device="cpu",
-        normalizer=trained.normalizer,
-    )
+    root, cache_dir = data_paths(OmegaConf.create({}), OmegaConf.create(trained.config_yaml))
+    classes, data = trained_splits(trained, root, cache_dir, ("validation",))
     val = data["validation"]
     probs, _ = predict_files(
         trained.model, val.features, val.filenames, torch.device("cpu"), batch_size=16, amp=False

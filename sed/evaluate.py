@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed.data.folder import EVAL_SPLITS, SPLITS
 from sed.data.loading import SplitFeatures, load_corpus
-from sed.inference import USER_ERRORS, ConfigError, load_trained, resolve_device
+from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.postprocess import PostProcessing
-from sed.tuning import SearchSpace, Tuning
+from sed.tuning import SearchSpace, Tuning, TuningError
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,23 @@ def data_paths(cfg: DictConfig, train_cfg: DictConfig) -> tuple[Path, Path]:
     return Path(root), Path(cache_dir)
 
 
+def trained_splits(
+    trained: TrainedModel, root: Path, cache_dir: Path, splits: Sequence[str]
+) -> tuple[list[str], dict[str, SplitFeatures]]:
+    """The dataset's `splits` featurised as the checkpoint was trained (its log-mel settings,
+    classes and normaliser; features cached under `cache_dir`/features)."""
+    classes, data, _ = load_corpus(
+        root,
+        trained.logmel,
+        cache_dir / "features",
+        classes=trained.classes,
+        splits=tuple(splits),
+        device=str(trained.device),
+        normalizer=trained.normalizer,
+    )
+    return classes, data
+
+
 def run_tuning(
     train_cfg: DictConfig, criterion: str | None, per_class: bool | None = None
 ) -> Tuning:
@@ -96,13 +113,10 @@ def run_tuning(
     before the scope was a setting searched per class, and keeps doing so."""
     stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
     space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
-    scope = stored.get("per_class", True) if per_class is None else per_class
-    if not isinstance(scope, bool):
-        raise ConfigError(f"tune_per_class must be true, false or null, got {scope!r}")
     return Tuning(
         enabled=True,
         criterion=criterion or stored.get("criterion", "event_f1"),
-        per_class=scope,
+        per_class=stored.get("per_class", True) if per_class is None else per_class,
         space=SearchSpace(**space),
     )
 
@@ -137,15 +151,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     )
     pp = trained.postprocessing
     root, cache_dir = data_paths(cfg, train_cfg)
-    classes, data, _ = load_corpus(
-        root,
-        trained.logmel,
-        cache_dir / "features",
-        classes=trained.classes,
-        splits=splits,
-        device=str(trained.device),
-        normalizer=trained.normalizer,
-    )
+    classes, data = trained_splits(trained, root, cache_dir, splits)
     metrics: dict[str, Any] = {"checkpoint_epoch": trained.epoch}
     tuning = None
     if cfg.get("tune"):
@@ -216,7 +222,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         evaluate(cfg, out_dir)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, TuningError) as err:
         remove_if_unused(out_dir, Path(cfg.run_dir))
         sys.exit(f"sed.evaluate: error: {err}")
 

@@ -1,5 +1,6 @@
-"""Post-processing chosen on the validation split: per-class threshold, median window, minimum
-event duration and minimum gap, searched to optimise a class-wise validation metric.
+"""Post-processing chosen on the validation split: threshold, median window, minimum event
+duration and minimum gap, shared by all classes or per class, searched to optimise a validation
+metric.
 
 The search is coordinate-wise: stage 1 tries every (threshold, median window) pair, stage 2
 every minimum duration on top of the best pair, stage 3 every minimum gap. Probabilities are
@@ -84,6 +85,8 @@ class Tuning:
             raise TuningError(
                 f"tuning.criterion must be one of {sorted(CRITERIA)}, got {self.criterion!r}"
             )
+        if not isinstance(self.per_class, bool):
+            raise TuningError(f"tuning.per_class must be true or false, got {self.per_class!r}")
         if isinstance(self.space, Mapping):
             self.space = SearchSpace(**self.space)
 

@@ -36,7 +36,7 @@ from sed.models.crnn import CRNN
 from sed.outputs import evaluate_model
 from sed.postprocess import PostProcessing
 from sed.predict import predict
-from sed.tuning import SearchSpace, Tuning
+from sed.tuning import SearchSpace, Tuning, TuningError
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -346,5 +346,7 @@ def test_retuning_keeps_or_overrides_the_runs_search_scope(stored, override, exp
 
 
 def test_retuning_scope_must_be_a_boolean() -> None:
-    with pytest.raises(ConfigError, match="tune_per_class"):
+    with pytest.raises(TuningError, match=r"tuning\.per_class must be true or false, got 'yes'"):
         run_tuning(OmegaConf.create({"tuning": {"criterion": "event_f1"}}), None, "yes")
+    with pytest.raises(TuningError, match="tuning.per_class"):  # a run's stored value too
+        run_tuning(OmegaConf.create({"tuning": {"per_class": "no"}}), None)
