@@ -7,9 +7,12 @@ computed once from checkpoints/best.pt. The files are then split in two halves a
 (`--repeats` times); each search scope is tuned on one half and scored on the other, and the
 held-out scores are averaged. The scopes compared:
 
-- `per_class`: each class its own threshold, median window, minimum duration and gap;
-- `per_class_short_gap`: the same with the minimum gap limited to 0.4 s (the old default grid);
-- `shared`: one setting for all classes (the default, `tuning.per_class=false`).
+- `per_class`: each class its own threshold, median window, minimum duration, gap and shifts;
+- `per_class_short_gap`: per class, minimum gap limited to 0.4 s and no boundary shift (the
+  search before the shared scope);
+- `shared_no_shift`: one setting for all classes without the onset / offset shift (the search
+  before the shift);
+- `shared`: one setting for all classes, shifts included (the default).
 
 Only the validation split is read, so the choice it informs never sees test data.
 """
@@ -35,7 +38,11 @@ from sed.tuning import SearchSpace, tune_postprocessing
 
 SCOPES = {  # name -> (per_class, space)
     "per_class": (True, SearchSpace()),
-    "per_class_short_gap": (True, SearchSpace(min_gap=(0.0, 0.1, 0.2, 0.4))),
+    "per_class_short_gap": (
+        True,
+        SearchSpace(min_gap=(0.0, 0.1, 0.2, 0.4), onset_shift=(0.0,), offset_shift=(0.0,)),
+    ),
+    "shared_no_shift": (False, SearchSpace(onset_shift=(0.0,), offset_shift=(0.0,))),
     "shared": (False, SearchSpace()),
 }
 

@@ -25,7 +25,7 @@ from sed.data.loading import SplitFeatures, load_corpus
 from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
-from sed.postprocess import PostProcessing
+from sed.postprocess import SHIFTS, PostProcessing
 from sed.tuning import SearchSpace, Tuning, TuningError
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,13 @@ def run_tuning(
 ) -> Tuning:
     """The run's post-processing search settings (plain values only: nothing read from the run
     selects code), with `criterion` / `per_class` replacing the run's when given. A run made
-    before the scope was a setting searched per class, and keeps doing so."""
+    before the scope was a setting searched per class, and one made before the boundary shifts
+    searched none; each keeps doing so."""
     stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
     space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
+    if space:
+        for name in SHIFTS:
+            space.setdefault(name, [0.0])
     return Tuning(
         enabled=True,
         criterion=criterion or stored.get("criterion", "event_f1"),

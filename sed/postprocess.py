@@ -1,8 +1,15 @@
-"""Post-processing: logits -> probabilities -> threshold -> median filter -> event table.
+"""Post-processing: logits -> probabilities -> threshold -> median filter -> gaps and short
+events -> boundary shift -> event table.
 
 Frame i of a file spans ``[i * hop, (i + 1) * hop)`` seconds (DESIGN). Every step works on a
 ``[T, C]`` activity matrix, so events come out on the frame grid; the final conversion to an
 event table is :func:`sed.annotations.targets_to_events`.
+
+The boundary shift (``onset_shift`` / ``offset_shift``, seconds added to every onset / offset,
+rounded to whole frames) compensates a detector's latency: a causal recurrent model reports a
+sound once it has heard enough of it, and lets it go only after its state has decayed, so its
+onsets and offsets come late by a fairly constant amount. The search on validation
+(:mod:`sed.tuning`) estimates it like any other setting.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "probs_to_events",
     "remove_short",
     "seconds_to_frames",
+    "shift_boundaries",
 ]
 
 # Slack for comparing durations that are whole multiples of the hop with a limit in seconds,
@@ -36,6 +44,10 @@ __all__ = [
 _EPS = 1e-9
 
 PerClass = float | Sequence[float] | Mapping[str, float]
+
+# The boundary shifts may be negative; every other setting in seconds or probability may not.
+SHIFTS = ("onset_shift", "offset_shift")
+SETTINGS = ("threshold", "median_seconds", "min_duration", "min_gap", *SHIFTS)
 
 
 class PostProcessError(ValueError):
@@ -203,6 +215,35 @@ def _set_short(
     return out
 
 
+def shift_boundaries(
+    active: np.ndarray,
+    onset_shift: PerClass,
+    offset_shift: PerClass,
+    hop_seconds: float,
+    classes: Sequence[str],
+) -> np.ndarray:
+    """Move every event's onset by ``onset_shift`` and its offset by ``offset_shift`` seconds
+    (negative = earlier), each rounded to whole frames and clipped to the file. An event keeps at
+    least its first (shifted) frame; events of one class that come to overlap merge."""
+    onsets = _per_class(onset_shift, classes, "onset_shift")
+    offsets = _per_class(offset_shift, classes, "offset_shift")
+    out = np.array(active, dtype=bool, copy=True)
+    num_frames = out.shape[0]
+    for c in np.flatnonzero((onsets != 0) | (offsets != 0)):
+        on = int(math.floor(onsets[c] / hop_seconds + 0.5))
+        off = int(math.floor(offsets[c] / hop_seconds + 0.5))
+        if on == 0 and off == 0:
+            continue
+        starts, ends = _runs(out[:, c])
+        starts = np.clip(starts + on, 0, num_frames - 1)
+        ends = np.clip(np.maximum(ends + off, starts + 1), 1, num_frames)
+        column = np.zeros(num_frames, dtype=bool)
+        for s, e in zip(starts, ends, strict=True):
+            column[s:e] = True
+        out[:, c] = column
+    return out
+
+
 def frames_to_events(
     probs: Any,
     hop_seconds: float,
@@ -213,12 +254,15 @@ def frames_to_events(
     min_gap: PerClass = 0.0,
     filename: str = "",
     median_seconds: PerClass | None = None,
+    onset_shift: PerClass = 0.0,
+    offset_shift: PerClass = 0.0,
 ) -> pd.DataFrame:
     """Event table (COLUMNS) of one file from probabilities [T, C] on the frame grid.
 
     Steps: threshold (``>``) -> median filter (odd window per class, in frames, or in seconds
     via ``median_seconds``) -> merge same-class events separated by less than ``min_gap`` s ->
-    drop events shorter than ``min_duration`` s. Frame i spans ``[i * hop, (i + 1) * hop)``.
+    drop events shorter than ``min_duration`` s -> add ``onset_shift`` / ``offset_shift`` s to
+    every onset / offset (:func:`shift_boundaries`). Frame i spans ``[i * hop, (i + 1) * hop)``.
     """
     classes = list(classes)
     if not hop_seconds > 0:
@@ -232,6 +276,7 @@ def frames_to_events(
     active = median_filter(active, windows)
     active = fill_gaps(active, min_gap, hop_seconds, classes)
     active = remove_short(active, min_duration, hop_seconds, classes)
+    active = shift_boundaries(active, onset_shift, offset_shift, hop_seconds, classes)
     return targets_to_events(active, hop_seconds, classes, filename=filename)
 
 
@@ -239,9 +284,11 @@ def frames_to_events(
 class PostProcessing:
     """Post-processing settings, stored in checkpoints with to_dict/from_dict.
 
-    Each of threshold, median_seconds / median_frames, min_duration and min_gap is one value
-    for all classes, a list in class order, or a dict label -> value. Give at most one of
-    median_seconds and median_frames (neither means no median filtering).
+    Each of threshold, median_seconds / median_frames, min_duration, min_gap, onset_shift and
+    offset_shift is one value for all classes, a list in class order, or a dict label -> value.
+    Give at most one of median_seconds and median_frames (neither means no median filtering).
+    The shifts are seconds added to every onset / offset (negative = earlier); a setting stored
+    before they existed reads as no shift.
     """
 
     threshold: PerClass = 0.5
@@ -249,6 +296,8 @@ class PostProcessing:
     median_frames: int | Sequence[int] | Mapping[str, int] | None = None
     min_duration: PerClass = 0.0
     min_gap: PerClass = 0.0
+    onset_shift: PerClass = 0.0
+    offset_shift: PerClass = 0.0
 
     def __post_init__(self) -> None:
         if self.median_seconds is not None and self.median_frames is not None:
@@ -256,7 +305,7 @@ class PostProcessing:
                 "PostProcessing: give median_seconds or median_frames, not both "
                 f"(got {self.median_seconds!r} and {self.median_frames!r})"
             )
-        for name in ("threshold", "median_seconds", "min_duration", "min_gap"):
+        for name in SETTINGS:
             value = getattr(self, name)
             if value is None:
                 continue
@@ -270,7 +319,9 @@ class PostProcessing:
             if name == "threshold" and not all(0.0 < v < 1.0 for v in numbers):
                 # 0 or 1 would make every frame active or none: every metric silently 0.
                 raise PostProcessError(f"postprocess.threshold must lie in (0, 1), got {value!r}")
-            if not all(v >= 0 and math.isfinite(v) for v in numbers):
+            if not all(math.isfinite(v) for v in numbers):
+                raise PostProcessError(f"postprocess.{name} must be finite, got {value!r}")
+            if name not in SHIFTS and not all(v >= 0 for v in numbers):
                 raise PostProcessError(f"postprocess.{name} must be >= 0, got {value!r}")
 
     def windows(self, hop_seconds: float, classes: Sequence[str]) -> np.ndarray:
@@ -291,6 +342,8 @@ class PostProcessing:
             min_duration=self.min_duration,
             min_gap=self.min_gap,
             filename=filename,
+            onset_shift=self.onset_shift,
+            offset_shift=self.offset_shift,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Post-processing chosen on the validation split: threshold, median window, minimum event
-duration and minimum gap, shared by all classes or per class, searched to optimise a validation
-metric.
+duration and minimum gap, and the onset / offset shift, shared by all classes or per class,
+searched to optimise a validation metric.
 
 The search is coordinate-wise: stage 1 tries every (threshold, median window) pair, stage 2
-every minimum duration on top of the best pair, stage 3 every minimum gap. Probabilities are
+every minimum duration on top of the best pair, stage 3 every minimum gap, stage 4 every
+(onset shift, offset shift) pair: the latency of the detector's onsets and offsets, which a
+causal recurrent model reports late (docs/recipe_search.md). Probabilities are
 computed once by the caller; each candidate costs one post-processing pass and one sed_eval pass
 over the split. Ties keep the earlier candidate, and the defaults come first, so a score that
 never moves keeps the default. Nothing here ever sees the test split.
@@ -31,7 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sed.evaluation import evaluate_events
-from sed.postprocess import PostProcessing, probs_to_events
+from sed.postprocess import SHIFTS, PostProcessing, probs_to_events
 
 __all__ = [
     "CRITERIA",
@@ -46,6 +48,10 @@ __all__ = [
 CRITERIA = {"event_f1": True, "event_er": False, "segment_f1": True, "segment_er": False}
 
 
+# The search space's non-negative lists (thresholds first), beside the shifts (any sign).
+_SETTINGS = ("thresholds", "median_seconds", "min_duration", "min_gap")
+
+
 class TuningError(ValueError):
     """A search space or criterion that cannot be used; the message names the key."""
 
@@ -58,15 +64,20 @@ class SearchSpace:
     median_seconds: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 1.0)
     min_duration: Sequence[float] = (0.0, 0.1, 0.2, 0.4)
     min_gap: Sequence[float] = (0.0, 0.1, 0.2, 0.4, 0.7, 1.0)
+    # seconds added to every onset / offset; negative = earlier
+    onset_shift: Sequence[float] = (0.0, -0.04, -0.08, -0.12, -0.16, -0.2, 0.04)
+    offset_shift: Sequence[float] = (0.0, -0.1, -0.2, -0.3, -0.4, 0.1, 0.2)
 
     def __post_init__(self) -> None:
-        for name in ("thresholds", "median_seconds", "min_duration", "min_gap"):
+        for name in (*_SETTINGS, *SHIFTS):
             values = [float(v) for v in getattr(self, name)]
             if not values:
                 raise TuningError(f"tuning.space.{name} must list at least one value")
+            if not all(math.isfinite(v) for v in values):
+                raise TuningError(f"tuning.space.{name} must be finite, got {values}")
             if name == "thresholds" and not all(0.0 < v < 1.0 for v in values):
                 raise TuningError(f"tuning.space.thresholds must lie in (0, 1), got {values}")
-            if name != "thresholds" and any(v < 0 or not math.isfinite(v) for v in values):
+            if name in _SETTINGS[1:] and any(v < 0 for v in values):
                 raise TuningError(f"tuning.space.{name} must be >= 0, got {values}")
             setattr(self, name, tuple(values))
 
@@ -133,6 +144,8 @@ def tune_postprocessing(
         "median_seconds": _start_median(start, hop_seconds),
         "min_duration": _scalar(start.min_duration, "min_duration"),
         "min_gap": _scalar(start.min_gap, "min_gap"),
+        "onset_shift": _scalar(start.onset_shift, "onset_shift"),
+        "offset_shift": _scalar(start.offset_shift, "offset_shift"),
     }
     rows: list[dict[str, Any]] = []
 
@@ -152,11 +165,7 @@ def tune_postprocessing(
         per_class["_overall"] = _orient(metrics[criterion], higher)
         return per_class
 
-    start_score = score(
-        {k: default[k] for k in ("threshold", "min_duration", "min_gap")}
-        | {"median_seconds": default["median_seconds"]},
-        "start",
-    )["_overall"]
+    start_score = score(dict(default), "start")["_overall"]
     best = {c: dict(default) for c in classes}
     best_score = {c: -math.inf for c in classes}
     stages = [
@@ -167,6 +176,11 @@ def tune_postprocessing(
         ]),
         ("min_duration", [{"min_duration": d} for d in _first_with(default["min_duration"], space.min_duration)]),
         ("min_gap", [{"min_gap": g} for g in _first_with(default["min_gap"], space.min_gap)]),
+        ("onset+offset shift", [
+            {"onset_shift": a, "offset_shift": b}
+            for a in _first_with(default["onset_shift"], space.onset_shift)
+            for b in _first_with(default["offset_shift"], space.offset_shift)
+        ]),
     ]  # fmt: skip
     total = sum(len(c) for _, c in stages)
     scope = "per class" if per_class else "shared"

@@ -345,6 +345,15 @@ def test_retuning_keeps_or_overrides_the_runs_search_scope(stored, override, exp
     assert tuning.space.thresholds == (0.4, 0.6)
 
 
+def test_retuning_a_run_from_before_the_shifts_searches_no_shift() -> None:
+    old = OmegaConf.create({"tuning": {"per_class": False, "space": {"min_gap": [0.0, 0.2]}}})
+    tuning = run_tuning(old, None)
+    assert tuning.space.onset_shift == (0.0,) and tuning.space.offset_shift == (0.0,)
+    assert tuning.space.min_gap == (0.0, 0.2)
+    new = OmegaConf.create({"tuning": {"space": {"onset_shift": [0.0, -0.1]}}})
+    assert run_tuning(new, None).space.onset_shift == (0.0, -0.1)
+
+
 def test_retuning_scope_must_be_a_boolean() -> None:
     with pytest.raises(TuningError, match=r"tuning\.per_class must be true or false, got 'yes'"):
         run_tuning(OmegaConf.create({"tuning": {"criterion": "event_f1"}}), None, "yes")

@@ -16,6 +16,7 @@ from sed.postprocess import (
     median_filter,
     probs_to_events,
     seconds_to_frames,
+    shift_boundaries,
 )
 
 CLASSES = ["alarm", "dog"]
@@ -154,6 +155,51 @@ def test_gap_merge_happens_before_min_duration():
     events = frames_to_events(probs, HOP, CLASSES, min_gap=2 * HOP, min_duration=4 * HOP)
     assert as_tuples(events) == [("alarm", 10 * HOP, 15 * HOP)]
     assert frames_to_events(probs, HOP, CLASSES, min_duration=4 * HOP).empty
+
+
+def test_boundary_shift_moves_onsets_and_offsets_by_whole_frames():
+    probs = probs_with({"alarm": [(10, 20)], "dog": [(30, 40)]})
+    events = frames_to_events(probs, HOP, CLASSES, onset_shift=-3 * HOP, offset_shift=-0.1)
+    assert sorted(as_tuples(events)) == [("alarm", 7 * HOP, 15 * HOP), ("dog", 27 * HOP, 35 * HOP)]
+    # seconds round to the nearest frame (0.05 s = 2.5 frames -> 3; 0.029 s -> 1)
+    later = frames_to_events(probs, HOP, CLASSES, onset_shift=0.029, offset_shift=0.05)
+    assert sorted(as_tuples(later)) == [("alarm", 11 * HOP, 23 * HOP), ("dog", 31 * HOP, 43 * HOP)]
+    # one value per class; a class with no shift is untouched
+    per_class = frames_to_events(probs, HOP, CLASSES, onset_shift={"alarm": -0.04, "dog": 0.0})
+    assert sorted(as_tuples(per_class)) == [
+        ("alarm", 8 * HOP, 20 * HOP),
+        ("dog", 30 * HOP, 40 * HOP),
+    ]
+
+
+def test_boundary_shift_clips_to_the_file_keeps_a_frame_and_merges():
+    active = np.zeros((50, 2), dtype=bool)
+    active[1:4, 0] = True  # near the start
+    active[45:50, 0] = True  # up to the end
+    active[20:23, 1] = True  # two close events of one class
+    active[25:30, 1] = True
+    out = shift_boundaries(active, -0.1, 0.1, HOP, CLASSES)  # 5 frames earlier / later
+    assert np.flatnonzero(out[:, 0]).tolist() == list(range(0, 9)) + list(range(40, 50))
+    assert np.flatnonzero(out[:, 1]).tolist() == list(range(15, 35))  # overlap -> one event
+    # an offset moved before its onset keeps the event's first frame
+    short = shift_boundaries(active, 0.0, -0.2, HOP, CLASSES)
+    assert np.flatnonzero(short[:, 1]).tolist() == [20, 25]
+    assert np.flatnonzero(short[:, 0]).tolist() == [1, 45]
+    # no shift is the identity; an empty file stays empty
+    assert np.array_equal(shift_boundaries(active, 0.0, 0.0, HOP, CLASSES), active)
+    assert shift_boundaries(np.zeros((0, 2), bool), -0.1, 0.1, HOP, CLASSES).shape == (0, 2)
+
+
+def test_shift_settings_may_be_negative_but_must_be_finite():
+    pp = PostProcessing(onset_shift=-0.12, offset_shift={"alarm": -0.2, "dog": 0.1})
+    assert PostProcessing.from_dict(json.loads(json.dumps(pp.to_dict()))) == pp
+    with pytest.raises(PostProcessError, match=r"postprocess\.onset_shift must be finite"):
+        PostProcessing(onset_shift=float("nan"))
+    with pytest.raises(PostProcessError, match=r"postprocess\.min_gap must be >= 0"):
+        PostProcessing(min_gap=-0.1)
+    # a setting stored before the shifts existed reads as no shift
+    old = PostProcessing.from_dict({"threshold": 0.5, "median_seconds": 0.3, "min_gap": 0.1})
+    assert old.onset_shift == 0.0 and old.offset_shift == 0.0
 
 
 def test_logits_to_probs_is_a_stable_sigmoid():

@@ -146,3 +146,45 @@ def test_bad_settings_name_the_key(kwargs, key) -> None:
         if args["space"] == "bad-thresholds":
             SearchSpace(thresholds=(0.0, 0.5))
         tune_postprocessing(probs, events, CLASSES, HOP, durations, **args)
+
+
+def test_shift_stage_finds_a_constant_latency() -> None:
+    """Detections that start 0.3 s late (beyond the 0.2 s onset collar) and end 0.3 s late score
+    0 events; the shift stage finds the lag, within the grid, and the score becomes perfect."""
+    rng = np.random.default_rng(3)
+    probs, rows, durations = {}, [], {}
+    lag = 15  # frames of 0.02 s
+    for i in range(4):
+        name = f"f{i}.wav"
+        p = np.full((500, 2), 0.05, np.float32)
+        for c, label in enumerate(CLASSES):
+            start = int(rng.integers(20, 300))
+            length = int(rng.integers(60, 120))
+            p[start + lag : start + length + lag, c] = 0.9
+            rows.append((name, start * HOP, (start + length) * HOP, label))
+        probs[name], durations[name] = p, 500 * HOP
+    events = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+    space = SearchSpace(thresholds=(0.5,), median_seconds=(0.02,), min_duration=(0.0,),
+                        min_gap=(0.0,), onset_shift=(0.0, -0.1, -0.3), offset_shift=(0.0, -0.3))  # fmt: skip
+    start = PostProcessing(threshold=0.5, median_seconds=0.02)
+    result = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space, progress=False)
+    assert result.start_score == 0.0 and result.score == pytest.approx(1.0)
+    pp = result.postprocessing
+    assert set(pp.onset_shift.values()) == {-0.3} and set(pp.offset_shift.values()) == {-0.3}
+    assert "onset+offset shift" in set(result.trials["stage"])
+    # without the shift grid the search cannot fix it
+    none = SearchSpace(thresholds=(0.5,), median_seconds=(0.02,), min_duration=(0.0,),
+                       min_gap=(0.0,), onset_shift=(0.0,), offset_shift=(0.0,))  # fmt: skip
+    assert tune_postprocessing(
+        probs, events, CLASSES, HOP, durations, start, none, progress=False
+    ).score == 0.0
+
+
+def test_shift_grid_may_be_negative_but_not_empty_or_infinite() -> None:
+    assert SearchSpace(onset_shift=(-0.1, 0.1)).onset_shift == (-0.1, 0.1)
+    with pytest.raises(TuningError, match=r"tuning\.space\.offset_shift must list"):
+        SearchSpace(offset_shift=())
+    with pytest.raises(TuningError, match=r"tuning\.space\.onset_shift must be finite"):
+        SearchSpace(onset_shift=(float("inf"),))
+    with pytest.raises(TuningError, match=r"tuning\.space\.min_gap must be >= 0"):
+        SearchSpace(min_gap=(-0.1,))
