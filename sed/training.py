@@ -4,6 +4,7 @@ stopping, atomic resumable checkpoints, history.csv and TensorBoard."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import logging
 import math
@@ -52,6 +53,9 @@ class TrainerSettings:
     resume: bool = False
     max_minutes: float | None = None
     keep_every: int | None = None  # also keep checkpoints/epoch_NNNN.pt every this many epochs
+    # Decay of an exponential moving average of the weights, updated after every optimizer step;
+    # the average is what is validated, checkpointed as `model` and tested. None: the raw weights.
+    ema_decay: float | None = None
     progress: bool = True
     tensorboard: bool = True
 
@@ -63,6 +67,10 @@ class TrainerSettings:
             raise ValueError(f"trainer.num_threads must be >= 1 or null, got {self.num_threads}")
         if self.keep_every is not None and int(self.keep_every) < 1:
             raise ValueError(f"trainer.keep_every must be >= 1 or null, got {self.keep_every}")
+        if self.ema_decay is not None and not 0.0 < float(self.ema_decay) < 1.0:
+            raise ValueError(
+                f"trainer.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}"
+            )
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"trainer.grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.monitor_mode not in MODES:
@@ -101,6 +109,12 @@ class Trainer:
     from `seed + epoch` every epoch), and the global torch RNG drives dropout; all their states go
     into every checkpoint, so a resumed run ends with the same numbers as an uninterrupted one.
 
+    With `ema_decay`, an exponential moving average of the weights (and of the BatchNorm
+    statistics) follows the trained weights step by step, with the usual warm-up (the decay is
+    min(ema_decay, (1 + n) / (10 + n)) at update n), so early epochs are not dominated by the
+    initial weights. The average is validated, saved as the checkpoints' `model` (what
+    sed.evaluate and sed.predict load) and tested; the trained weights go into `train_model`.
+
     Under `torchrun` (sed.distributed): `batch_size` is the global batch, each rank trains on its
     shard of every batch in DistributedDataParallel (gradients averaged), the sampler steps once
     per global batch on every rank, rank 0 alone validates (its metrics and stop decision are
@@ -136,6 +150,10 @@ class Trainer:
         self.forcing_rng = torch.Generator(device=device).manual_seed(rank_seed + 1)
         if self.dist.distributed:
             torch.manual_seed(rank_seed)
+        # The weight average (a copy never trained itself) is made before DDP wraps the model.
+        self.ema: nn.Module | None = None
+        if settings.ema_decay is not None:
+            self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = distributed.wrap(self.model, device)  # the model, or DDP around it
         self.epoch = 0
         self.batches_seen = 0
@@ -146,11 +164,31 @@ class Trainer:
         self.train_seconds = 0.0
         self.writer = None
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, checkpointed as `model` and tested."""
+        return self.model if self.ema is None else self.ema
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """One step of the weight average, after `batches_seen` earlier steps."""
+        if self.ema is None or self.settings.ema_decay is None:
+            return
+        n = self.batches_seen + 1
+        weight = 1.0 - min(float(self.settings.ema_decay), (1.0 + n) / (10.0 + n))
+        for average, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            average.lerp_(current.detach(), weight)
+        for average, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            if average.is_floating_point():
+                average.lerp_(current, weight)
+            else:  # BatchNorm's batch counter
+                average.copy_(current)
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue, plus `meta` (features, classes, normaliser...)."""
         state = {
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -163,6 +201,8 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "rng": self._rng_state(),
         }
+        if self.ema is not None:
+            state["train_model"] = self.model.state_dict()
         if self.dist.distributed:  # every rank's generators (a collective: all ranks call this)
             state["rng"]["ranks"] = distributed.all_gather_object(self._rng_state())
         state.update(self.meta)
@@ -177,7 +217,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
         """Restore a `state_dict()` (the whole training state, for resuming)."""
-        self.model.load_state_dict(require(state, "model", path))
+        if self.ema is None:
+            self.model.load_state_dict(require(state, "model", path))
+        else:
+            self.model.load_state_dict(require(state, "train_model", path))
+            self.ema.load_state_dict(require(state, "model", path))
         self.optimizer.load_state_dict(require(state, "optimizer", path))
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -262,6 +306,7 @@ class Trainer:
         if self.settings.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
+        self._update_ema()
         if self.scheduler is not None:
             self.scheduler.step()
         self.sampler.step()
@@ -352,7 +397,7 @@ class Trainer:
                 if main:  # rank 0 validates; its row (and so every decision) is broadcast
                     handle.flush()
                     probs, val_loss = predict_batches(
-                        self.model, val_loader, self.device, amp=s.amp, progress=False
+                        self.eval_model, val_loader, self.device, amp=s.amp, progress=False
                     )
                     metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
                 self.epoch += 1
@@ -409,7 +454,7 @@ class Trainer:
         self.write_history()
         distributed.barrier()  # rank 0 has written best.pt
         best = self.ckpt_dir / "best.pt"
-        if best.is_file():
+        if best.is_file():  # the weights to test: the best epoch's (average, with ema_decay)
             self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
         return FitResult(
             self.best_epoch,

@@ -178,7 +178,11 @@ def test_keep_every_keeps_the_states_a_shorter_run_ends_in(
         assert torch.equal(value, b["model"][key]), key
 
 
-@pytest.mark.parametrize("extra", [{}, AUGMENTED], ids=["plain", "augmented+cosine"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, AUGMENTED, {"trainer__ema_decay": 0.9}],
+    ids=["plain", "augmented+cosine", "weight-average"],
+)
 def test_resume_equals_uninterrupted(
     cfg_train: DictConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict
 ) -> None:
@@ -192,8 +196,9 @@ def test_resume_equals_uninterrupted(
     a = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
+    for part_name in ("model", "train_model") if "train_model" in a else ("model",):
+        for key, value in a[part_name].items():
+            assert torch.equal(value, b[part_name][key]), (part_name, key)
     assert without_seconds(json.loads((full / "metrics.json").read_text())) == without_seconds(
         resumed
     )
@@ -337,3 +342,84 @@ def test_predict_on_stereo_44k(smoke_run: Path, tmp_path: Path, compose: Compose
     state = torch.load(smoke_run / "checkpoints" / "best.pt", weights_only=True)
     assert probs.shape == (num_frames(3 * 16000, 320), len(state["classes"]))
     assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_weight_average_is_what_is_validated_kept_and_tested(
+    cfg_train: DictConfig, tmp_path: Path, compose: Compose
+) -> None:
+    """trainer.ema_decay: the checkpoints' `model` is the moving average of the trained weights
+    (`train_model`), it is what validation scored, and sed.evaluate reproduces the run's test
+    metrics from it."""
+    run = tmp_path / "ema"
+    metrics = train(
+        with_overrides(
+            cfg_train, run, trainer__epochs=2, trainer__ema_decay=0.5, trainer__patience=5
+        )
+    )
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert set(last["model"]) == set(last["train_model"])
+    differs = [k for k, v in last["model"].items() if v.is_floating_point()
+               and not torch.equal(v, last["train_model"][k])]  # fmt: skip
+    assert differs, "the average equals the trained weights"
+    cfg = compose("evaluate", f"run_dir={run}", hydra_node=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "again")
+    HydraConfig.instance().set_config(cfg)
+    again = evaluate(cfg)
+    assert {k: v for k, v in again.items() if k.startswith("test/")} == {
+        k: v for k, v in metrics.items() if k.startswith("test/")
+    }
+
+
+def test_weight_average_follows_each_step_with_warm_up(tmp_path: Path) -> None:
+    """After update n the average moves 1 - min(decay, (1 + n) / (10 + n)) of the way to the
+    trained weights (parameters and BatchNorm statistics alike)."""
+    from sed.data.datasets import SequenceDataset, collate
+    from sed.models.crnn import CRNN
+    from sed.sampling import ScheduledSampler
+    from sed.training import Trainer, TrainerSettings
+
+    torch.manual_seed(0)
+    model = CRNN(n_mels=16, num_classes=3, channels=4, pool_sizes=(2, 2), hidden=8)
+    settings = TrainerSettings(device="cpu", batch_size=4, seq_len=32, amp=False, ema_decay=0.9,
+                               progress=False, tensorboard=False)  # fmt: skip
+    trainer = Trainer(
+        model,
+        ScheduledSampler(10, gamma=1.0, p_min=0.0, p_max=1.0),
+        torch.optim.Adam(model.parameters(), lr=0.01),
+        settings,
+        tmp_path,
+        torch.device("cpu"),
+    )
+    rng = np.random.default_rng(0)
+    data = SequenceDataset(
+        [rng.standard_normal((32, 16)).astype(np.float32) for _ in range(4)],
+        [(rng.random((32, 3)) < 0.2).astype(np.float32) for _ in range(4)],
+        [f"f{i}.wav" for i in range(4)],
+        seq_len=32,
+    )
+    batch = collate([data[i] for i in range(4)])
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    for n in range(1, 25):
+        trainer.train_step(batch)
+        trainer.batches_seen += 1
+        weight = 1.0 - min(0.9, (1 + n) / (10 + n))
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                expected[key] = expected[key] + weight * (value - expected[key])
+            else:
+                expected[key] = value.clone()
+    average = trainer.ema.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(average[key], value, atol=1e-6), key
+    assert trainer.eval_model is trainer.ema and not trainer.ema.training
+    assert trainer.state_dict()["model"].keys() == trainer.state_dict()["train_model"].keys()
+
+
+def test_weight_average_decay_must_lie_in_0_1() -> None:
+    from sed.training import TrainerSettings
+
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"trainer\.ema_decay must lie in \(0, 1\)"):
+            TrainerSettings(ema_decay=bad)

@@ -167,7 +167,9 @@ def test_shift_stage_finds_a_constant_latency() -> None:
     space = SearchSpace(thresholds=(0.5,), median_seconds=(0.02,), min_duration=(0.0,),
                         min_gap=(0.0,), onset_shift=(0.0, -0.1, -0.3), offset_shift=(0.0, -0.3))  # fmt: skip
     start = PostProcessing(threshold=0.5, median_seconds=0.02)
-    result = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space, progress=False)
+    result = tune_postprocessing(
+        probs, events, CLASSES, HOP, durations, start, space, progress=False
+    )
     assert result.start_score == 0.0 and result.score == pytest.approx(1.0)
     pp = result.postprocessing
     assert set(pp.onset_shift.values()) == {-0.3} and set(pp.offset_shift.values()) == {-0.3}
@@ -175,9 +177,12 @@ def test_shift_stage_finds_a_constant_latency() -> None:
     # without the shift grid the search cannot fix it
     none = SearchSpace(thresholds=(0.5,), median_seconds=(0.02,), min_duration=(0.0,),
                        min_gap=(0.0,), onset_shift=(0.0,), offset_shift=(0.0,))  # fmt: skip
-    assert tune_postprocessing(
-        probs, events, CLASSES, HOP, durations, start, none, progress=False
-    ).score == 0.0
+    assert (
+        tune_postprocessing(
+            probs, events, CLASSES, HOP, durations, start, none, progress=False
+        ).score
+        == 0.0
+    )
 
 
 def test_shift_grid_may_be_negative_but_not_empty_or_infinite() -> None:
