@@ -55,7 +55,7 @@ class TrainerSettings:
     keep_every: int | None = None  # also keep checkpoints/epoch_NNNN.pt every this many epochs
     # Decay of an exponential moving average of the weights, updated after every optimizer step;
     # the average is what is validated, checkpointed as `model` and tested. None: the raw weights.
-    ema_decay: float | None = None
+    ema_decay: float | None = 0.99
     progress: bool = True
     tensorboard: bool = True
 

@@ -180,8 +180,8 @@ def test_keep_every_keeps_the_states_a_shorter_run_ends_in(
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, AUGMENTED, {"trainer__ema_decay": 0.9}],
-    ids=["plain", "augmented+cosine", "weight-average"],
+    [{}, AUGMENTED, {"trainer__ema_decay": None}],
+    ids=["plain", "augmented+cosine", "raw-weights"],
 )
 def test_resume_equals_uninterrupted(
     cfg_train: DictConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict
