@@ -268,6 +268,16 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         PostProcessError,
         r"postprocess\.threshold must lie in \(0, 1\), got 1\.5",
     ),
+    "evaluate postprocess.onset_shift=soon": (
+        lambda w: w.evaluate(postprocess={"onset_shift": "soon"}),
+        PostProcessError,
+        r"postprocess\.onset_shift must be numbers, got 'soon'",
+    ),
+    "predict postprocess.offset_shift=nan": (
+        lambda w: w.predict(postprocess={"offset_shift": float("nan")}),
+        PostProcessError,
+        r"postprocess\.offset_shift must be finite",
+    ),
     "predict postprocess.threshold=0": (
         lambda w: w.predict(postprocess={"threshold": 0.0}),
         PostProcessError,
@@ -348,6 +358,16 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         lambda w: train(train_config(w, "trainer.max_minutes=-1")),
         ConfigError,
         r"^trainer\.max_minutes must be >= 0 or null, got -1$",
+    ),
+    "train trainer.ema_decay=1.5": (
+        lambda w: train(train_config(w, "trainer.ema_decay=1.5")),
+        ConfigError,
+        r"^trainer\.ema_decay must lie in \(0, 1\) or be null, got 1\.5$",
+    ),
+    "train tuning.space.offset_shift=[]": (
+        lambda w: train(train_config(w, "tuning.space.offset_shift=[]")),
+        ConfigError,
+        r"^tuning\.space\.offset_shift must list at least one value$",
     ),
     "train trainer.epochs=abc": (
         lambda w: train(train_config(w, "trainer.epochs=abc")),
