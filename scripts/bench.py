@@ -152,7 +152,7 @@ def bench_case(case: str, base: CRNN, shape: str, device: torch.device, args) ->
     batch = {"features": x, "targets": y, "mask": torch.ones(B, T, device=device)}
     model = build(case, base).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    trainer = Trainer(model, ConstantSampler(args.p_tf), optimizer, TrainerSettings(),
+    trainer = Trainer(model, ConstantSampler(args.p_tf), optimizer, TrainerSettings(ema_decay=None),
                       tempfile.gettempdir(), device, args.seed)  # fmt: skip
     warmup = max(args.warmup, 1 if case == "cuda_graph" else 0)  # the graphs are captured
 

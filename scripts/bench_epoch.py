@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     batches = math.ceil(len(dataset) / args.batch_size)
     torch.manual_seed(args.seed)
     model = CRNN(n_mels=40, num_classes=classes, channels=args.channels, hidden=args.hidden)
-    settings = TrainerSettings(batch_size=args.batch_size, grad_clip=0.5,
+    # trainer=drossos: no weight average, so the step is the paper's (and earlier numbers hold)
+    settings = TrainerSettings(batch_size=args.batch_size, grad_clip=0.5, ema_decay=None,
                                num_workers=args.num_workers)  # fmt: skip
     trainer = Trainer(model, ScheduledSampler(batches, gamma=0.125, p_min=0.05, p_max=0.9),
                       torch.optim.Adam(model.parameters(), lr=1e-4), settings,
