@@ -95,10 +95,11 @@ def test_targets_only_reach_later_frames(loop):
 
 @pytest.mark.parametrize("loop", CPU_LOOPS)
 @pytest.mark.parametrize("p_tf", [0.0, 1.0])
-def test_features_reach_only_the_receptive_field(loop, p_tf):
-    model = make_model(loop=loop)
+@pytest.mark.parametrize("lookahead", [0, 3])
+def test_features_reach_only_the_receptive_field(loop, p_tf, lookahead):
+    model = make_model(loop=loop, lookahead=lookahead)
     radius = model.receptive_field_radius
-    assert radius == 6  # three 5x5 conv blocks
+    assert radius == 6 + lookahead  # three 5x5 conv blocks, then the cell reads k frames ahead
     x, y = make_data()
     t = 8
     far, edge = x.clone(), x.clone()
@@ -394,3 +395,29 @@ def test_runs_under_callers_bf16_autocast(loop: str, p_tf: float) -> None:
     # prediction has been fed back yet, tightly, and the rest loosely.
     torch.testing.assert_close(logits[:, :1], reference[:, :1], atol=0.05, rtol=0.05)
     assert (logits - reference).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize("loop", CPU_LOOPS)
+@pytest.mark.parametrize("p_tf", [0.0, 1.0])
+def test_lookahead_feeds_the_cell_the_features_of_frame_t_plus_k(loop, p_tf):
+    k = 3
+    ahead, plain = make_model(loop=loop, lookahead=k), make_model(loop=loop)
+    x, y = make_data()
+    T = x.shape[1]
+    with torch.no_grad():
+        feats = plain.encode(x)
+        shifted = torch.cat([feats[:, k:], feats.new_zeros(feats.shape[0], k, feats.shape[2])], 1)
+        prev = torch.nn.functional.pad(y[:, :-1], (0, 0, 1, 0)) if p_tf else None
+        expected = plain.plain_loop(shifted, prev, None)
+        out = ahead(x, y, p_tf)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    assert out.shape == (x.shape[0], T, C)
+    # Shorter sequences than k still give one output per frame (all zeros read).
+    with torch.no_grad():
+        assert ahead(x[:, :2]).shape == (x.shape[0], 2, C)
+
+
+@pytest.mark.parametrize("lookahead", [-1, 1.5, True, "2"])
+def test_bad_lookahead_is_refused_by_name(lookahead):
+    with pytest.raises(CRNNConfigError, match="lookahead"):
+        CRNN(n_mels=M, num_classes=C, lookahead=lookahead)

@@ -40,15 +40,15 @@ def event_boundaries(probs: np.ndarray) -> list[int]:
     return np.flatnonzero((on[1:] & on[:-1]).any(axis=1)) + 1
 
 
-@pytest.mark.parametrize("label_feedback", [True, False])
-def test_chunks_with_context_and_state_equal_one_forward_pass(label_feedback):
-    m = model(dtype=torch.float64, label_feedback=label_feedback)
+@pytest.mark.parametrize(("label_feedback", "lookahead"), [(True, 0), (False, 0), (True, 4)])
+def test_chunks_with_context_and_state_equal_one_forward_pass(label_feedback, lookahead):
+    m = model(dtype=torch.float64, label_feedback=label_feedback, lookahead=lookahead)
     x = torch.randn(2, 150, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         whole = m(x)
     probs = torch.sigmoid(whole)[0].numpy()
     r = m.receptive_field_radius
-    assert r == 6
+    assert r == 6 + lookahead
     # Boundaries inside events (the fed-back label of the chunk's first frame is 1), one right
     # after the first frame, and chunks shorter than the receptive field.
     inside = [t for t in event_boundaries(probs) if 10 <= t <= 140]
@@ -76,10 +76,10 @@ def test_stream_refuses_training_mode_and_bad_context():
         m.train().stream(x)
 
 
-def trained_model(**logmel) -> TrainedModel:
+def trained_model(lookahead: int = 0, **logmel) -> TrainedModel:
     params = dict(sample_rate=16000, n_fft=1024, win_length=640, hop_length=320, n_mels=16)
     return TrainedModel(
-        model=model(),
+        model=model(lookahead=lookahead),
         logmel=LogMel(**{**params, **logmel}).eval(),
         normalizer=Normalizer(mean=np.full(16, -40.0), std=np.full(16, 20.0)),
         classes=CLASSES,
@@ -100,9 +100,11 @@ def recording(path: Path, rate: int, seconds: float) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("rate", "chunk"), [(16000, 97), (22050, 160), (16000, 1)])
-def test_streamed_file_equals_the_whole_file_pass(tmp_path, rate, chunk):
-    trained = trained_model()
+@pytest.mark.parametrize(
+    ("rate", "chunk", "lookahead"), [(16000, 97, 0), (22050, 160, 0), (16000, 1, 0), (16000, 97, 10)]
+)
+def test_streamed_file_equals_the_whole_file_pass(tmp_path, rate, chunk, lookahead):
+    trained = trained_model(lookahead)
     path = recording(tmp_path / "long.wav", rate, 9.3)
     whole = trained.predict([trained.features(load_audio(path, 16000))], ["f"])["f"]
     with open_audio(path, 16000) as reader:

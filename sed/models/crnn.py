@@ -9,6 +9,10 @@ is that definition written out frame by frame. ``loop="eager"`` runs it; the oth
 projections with a hand-written backward, CUDA graphs, a lean no-gradient loop, PyTorch's fused
 GRU when nothing is fed back) and is tested equal to the plain loop. :meth:`CRNN.stream` runs a
 long file chunk by chunk (conv context either side, the GRU state carried), as one pass would.
+
+With ``lookahead=k`` the cell at frame t reads the conv features of frame t + k instead of t
+(zeros past the sequence's end), so it has heard k frames of a sound's start or end before it
+labels frame t; the label vector fed back is still that of frame t-1. k = 0 is the paper's model.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class CRNN(nn.Module):
         threshold: float = 0.5,
         loop: str = "auto",
         kernel_size: int = 5,
+        lookahead: int = 0,
     ) -> None:
         super().__init__()
         for key, value in (("num_classes", num_classes), ("n_mels", n_mels), ("hidden", hidden)):
@@ -88,6 +93,8 @@ class CRNN(nn.Module):
             bands //= p
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise CRNNConfigError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+            raise CRNNConfigError(f"lookahead must be an int >= 0 (frames), got {lookahead!r}")
         if not 0.0 <= dropout < 1.0:
             raise CRNNConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         if not 0.0 < threshold < 1.0:
@@ -97,7 +104,9 @@ class CRNN(nn.Module):
 
         self.n_mels, self.num_classes, self.hidden = n_mels, num_classes, hidden
         self.label_feedback, self.threshold, self.loop = label_feedback, threshold, loop
-        self.receptive_field_radius = len(pools) * (kernel_size // 2)  # frames, each side
+        self.lookahead = lookahead
+        # frames of input either side that frame t's logits can depend on (besides the GRU state)
+        self.receptive_field_radius = len(pools) * (kernel_size // 2) + lookahead
         blocks, in_ch = [], 1
         for ch, p in zip(chans, pools, strict=True):
             blocks.append(
@@ -122,6 +131,14 @@ class CRNN(nn.Module):
         B, ch, T, bands = x.shape
         return self.dropout(x.permute(0, 2, 1, 3).reshape(B, T, ch * bands))
 
+    def step_inputs(self, feats: Tensor) -> Tensor:
+        """The conv features the cell reads at each frame: [B, T, F] -> frame t + lookahead's,
+        zeros past the end (identity when lookahead = 0)."""
+        k = self.lookahead
+        if k == 0:
+            return feats
+        return F.pad(feats[:, k:], (0, 0, 0, min(k, feats.shape[1])))
+
     def forward(
         self,
         features: Tensor,
@@ -140,7 +157,7 @@ class CRNN(nn.Module):
                 mask = forcing_mask(B, T, p_tf, generator, features.device)
         # The conv front end may run under the caller's autocast (the trainer's amp); the
         # recurrence runs in the input's precision, so every loop thresholds the same numbers.
-        feats = self.encode(features).to(features.dtype)
+        feats = self.step_inputs(self.encode(features).to(features.dtype))
         with torch.autocast(features.device.type, enabled=False):
             if self.loop == "eager":
                 return self.plain_loop(feats, prev, mask)
@@ -163,7 +180,8 @@ class CRNN(nn.Module):
         if not (0 <= before and 0 <= after and before + after < T):
             raise CRNNConfigError(f"context must be two frame counts >= 0 leaving frames of the "
                                   f"chunk, got {context} for {T} frames")  # fmt: skip
-        feats = self.encode(features)[:, before : T - after].to(features.dtype)
+        # frames past the chunk's `after` context are past the file's end: zeros, as in one pass
+        feats = self.step_inputs(self.encode(features))[:, before : T - after].to(features.dtype)
         with torch.autocast(features.device.type, enabled=False):
             return free_run(self, feats, h0)
 
