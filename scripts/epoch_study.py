@@ -77,7 +77,8 @@ def epoch_rows(run_dir: Path, every: int) -> list[dict[str, float]]:
         tuned = tune_postprocessing(
             probs["validation"], val.events, classes, hop, split_durations(val, hop),
             start=fixed, space=tuning.space, criterion=tuning.criterion,
-            per_class=tuning.per_class, progress=False,
+            per_class=tuning.per_class, class_thresholds=tuning.class_thresholds,
+            progress=False,
         ).postprocessing  # fmt: skip
         val_tuned, _ = evaluate_split(
             val, probs["validation"], classes, hop, tuned, psds=False, classwise=False

@@ -12,7 +12,8 @@ held-out scores are averaged. The scopes compared:
   search before the shared scope);
 - `shared_no_shift`: one setting for all classes without the onset / offset shift (the search
   before the shift);
-- `shared`: one setting for all classes, shifts included (the default).
+- `shared`: one setting for all classes, shifts included (the search before class thresholds);
+- `shared_class_thresholds`: `shared`, then each class its own threshold (the default).
 
 Only the validation split is read, so the choice it informs never sees test data.
 """
@@ -36,14 +37,16 @@ from sed.outputs import split_durations
 from sed.postprocess import PostProcessing, probs_to_events
 from sed.tuning import SearchSpace, tune_postprocessing
 
-SCOPES = {  # name -> (per_class, space)
-    "per_class": (True, SearchSpace()),
+SCOPES = {  # name -> (per_class, class_thresholds, space)
+    "per_class": (True, False, SearchSpace()),
     "per_class_short_gap": (
         True,
+        False,
         SearchSpace(min_gap=(0.0, 0.1, 0.2, 0.4), onset_shift=(0.0,), offset_shift=(0.0,)),
     ),
-    "shared_no_shift": (False, SearchSpace(onset_shift=(0.0,), offset_shift=(0.0,))),
-    "shared": (False, SearchSpace()),
+    "shared_no_shift": (False, False, SearchSpace(onset_shift=(0.0,), offset_shift=(0.0,))),
+    "shared": (False, False, SearchSpace()),
+    "shared_class_thresholds": (False, True, SearchSpace()),
 }
 
 
@@ -91,13 +94,14 @@ def main(argv: list[str] | None = None) -> None:
                 {f: durations[f] for f in names},
             )
 
-        for scope, (per_class, space) in SCOPES.items():
+        for scope, (per_class, class_thresholds, space) in SCOPES.items():
             scores = []
             for fit, held in halves:
                 p, e, d = part(fit)
                 pp = tune_postprocessing(
-                    p, e, classes, hop, d, start, space, per_class=per_class, progress=False
-                ).postprocessing
+                    p, e, classes, hop, d, start, space, per_class=per_class,
+                    class_thresholds=class_thresholds, progress=False,
+                ).postprocessing  # fmt: skip
                 p, e, d = part(held)
                 m = evaluate_events(e, probs_to_events(p, hop, classes, pp, d), classes, d)
                 scores.append((m["event_f1"], m["event_er"]))

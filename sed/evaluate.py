@@ -106,12 +106,16 @@ def trained_splits(
 
 
 def run_tuning(
-    train_cfg: DictConfig, criterion: str | None, per_class: bool | None = None
+    train_cfg: DictConfig,
+    criterion: str | None,
+    per_class: bool | None = None,
+    class_thresholds: bool | None = None,
 ) -> Tuning:
     """The run's post-processing search settings (plain values only: nothing read from the run
-    selects code), with `criterion` / `per_class` replacing the run's when given. A run made
-    before the scope was a setting searched per class, and one made before the boundary shifts
-    searched none; each keeps doing so."""
+    selects code), with `criterion` / `per_class` / `class_thresholds` replacing the run's when
+    given. A run made before the scope was a setting searched per class, one made before the
+    boundary shifts searched none, and one made before class thresholds searched without them;
+    each keeps doing so."""
     stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
     space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
     if space:
@@ -121,6 +125,9 @@ def run_tuning(
         enabled=True,
         criterion=criterion or stored.get("criterion", "event_f1"),
         per_class=stored.get("per_class", True) if per_class is None else per_class,
+        class_thresholds=(
+            stored.get("class_thresholds", False) if class_thresholds is None else class_thresholds
+        ),
         space=SearchSpace(**space),
     )
 
@@ -136,10 +143,9 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     splits = requested_splits(cfg.splits)
     if cfg.get("tune") and "validation" not in splits:
         raise ConfigError(f"tune=true searches on the validation split; splits={list(splits)}")
-    if cfg.get("tune_per_class") not in (None, True, False):
-        raise ConfigError(
-            f"tune_per_class must be true, false or null, got {cfg.get('tune_per_class')!r}"
-        )
+    for key in ("tune_per_class", "tune_class_thresholds"):
+        if cfg.get(key) not in (None, True, False):
+            raise ConfigError(f"{key} must be true, false or null, got {cfg.get(key)!r}")
     thresholds = sweep_thresholds(cfg)
     device = resolve_device(cfg.device)
     trained = load_trained(
@@ -160,7 +166,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     tuning = None
     if cfg.get("tune"):
         # Search again on validation, from the run's fixed settings (with any overrides).
-        tuning = run_tuning(train_cfg, cfg.get("tune_criterion"), cfg.get("tune_per_class"))
+        tuning = run_tuning(
+            train_cfg,
+            cfg.get("tune_criterion"),
+            cfg.get("tune_per_class"),
+            cfg.get("tune_class_thresholds"),
+        )
         pp = PostProcessing.from_dict(
             OmegaConf.to_container(train_cfg.postprocess, resolve=True),
             OmegaConf.to_container(cfg.postprocess, resolve=True),

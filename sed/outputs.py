@@ -183,6 +183,7 @@ def evaluate_model(
             space=tuning.space,
             criterion=tuning.criterion,
             per_class=tuning.per_class,
+            class_thresholds=tuning.class_thresholds,
             progress=progress,
         )
         chosen, fixed = result.postprocessing, postprocessing
@@ -191,6 +192,7 @@ def evaluate_model(
             {
                 "criterion": result.criterion,
                 "per_class": tuning.per_class,
+                "class_thresholds": tuning.class_thresholds,
                 "validation_score": result.score,
                 "validation_score_fixed": result.start_score,
                 "fixed": postprocessing.to_dict(),

@@ -324,6 +324,11 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         ConfigError,
         r"run_dir=.* is not a sed\.train run",
     ),
+    "evaluate tune_class_thresholds=2": (
+        lambda w: w.evaluate(tune=True, tune_class_thresholds=2),
+        ConfigError,
+        r"^tune_class_thresholds must be true, false or null, got 2$",
+    ),
     "evaluate tune_per_class=maybe": (
         lambda w: w.evaluate(tune=True, tune_per_class="maybe"),
         ConfigError,

@@ -94,6 +94,70 @@ def test_shared_scope_picks_the_best_common_setting() -> None:
     assert own.score >= result.score - 1e-12
 
 
+def test_class_thresholds_give_each_class_its_own_threshold() -> None:
+    """class_thresholds: after the shared search (one median window for both classes, which the
+    dropouts of `bell` call for), `hum` gets the low threshold its 0.35 activity needs and
+    `bell`, given spurious 0.45 activity that no threshold shared with `hum` can skip, a high
+    one; the overall score beats the shared search's and equals a scoring of the chosen
+    settings."""
+    probs, events, durations = _split(4)
+    for p in probs.values():  # after every event (events end before frame 460)
+        p[470:495, CLASSES.index("bell")] = 0.45
+    start = PostProcessing(threshold=0.5, median_seconds=0.02)
+    space = SearchSpace(thresholds=(0.3, 0.5, 0.7), median_seconds=(0.02, 0.1),
+                        min_duration=(0.0,), min_gap=(0.0,))  # fmt: skip
+    shared = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space,
+                                 progress=False)  # fmt: skip
+    own = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space,
+                              progress=False, class_thresholds=True)  # fmt: skip
+    pp = own.postprocessing
+    assert pp.threshold["hum"] == pytest.approx(0.3)
+    assert pp.threshold["bell"] >= 0.5
+    for key in ("median_seconds", "min_gap", "onset_shift"):  # everything else stays shared
+        assert len(set(getattr(pp, key).values())) == 1, key
+        assert getattr(pp, key) == getattr(shared.postprocessing, key), key
+    assert own.score > shared.score
+    again = evaluate_events(events, probs_to_events(probs, HOP, CLASSES, pp), CLASSES, durations)
+    assert again["event_f1"] == pytest.approx(own.score)
+    assert "class thresholds" in set(own.trials["stage"])
+    # With the per-class scope the flag changes nothing: every setting is per class already.
+    a = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space,
+                            progress=False, per_class=True)  # fmt: skip
+    b = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, space,
+                            progress=False, per_class=True, class_thresholds=True)  # fmt: skip
+    assert a.postprocessing.to_dict() == b.postprocessing.to_dict()
+
+
+def test_class_thresholds_never_lower_the_overall_score() -> None:
+    """A class's own best can lower the micro score: `hum` has one true event and three spurious
+    ones at the same level, so its own F1 is best at a threshold that finds all four (0.4 > 0),
+    while the overall F1 is best without them. The stage is then dropped: the shared
+    thresholds are kept."""
+    frames, probs, rows, durations = 500, {}, [], {}
+    for i in range(6):
+        name = f"f{i}.wav"
+        p = np.full((frames, 2), 0.05, np.float32)
+        for start in (50, 300):  # with dropouts, so that the search beats its start
+            p[start : start + 80, 0] = np.where(np.arange(80) % 10 < 2, 0.2, 0.8)
+            rows.append((name, start * HOP, (start + 80) * HOP, "bell"))
+        if i < 4:  # hum at 0.35: a real event in f0, spurious activity in f1-f3
+            p[200:260, 1] = 0.35
+            if i == 0:
+                rows.append((name, 200 * HOP, 260 * HOP, "hum"))
+        probs[name], durations[name] = p, frames * HOP
+    events = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+    start = PostProcessing(threshold=0.5, median_seconds=0.02)
+    shared = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, SPACE,
+                                 progress=False)  # fmt: skip
+    own = tune_postprocessing(probs, events, CLASSES, HOP, durations, start, SPACE,
+                              progress=False, class_thresholds=True)  # fmt: skip
+    assert shared.score > max(shared.start_score, 0.95)  # every bell, not hum's one event
+    trials = own.trials[own.trials.stage == "class thresholds"]
+    assert trials["event_f1/hum"].max() > trials["event_f1/hum"].iloc[0]  # hum alone wants 0.3
+    assert own.postprocessing.to_dict() == shared.postprocessing.to_dict()
+    assert own.score == pytest.approx(shared.score)
+
+
 def test_keeps_start_when_nothing_helps() -> None:
     probs, events, durations = _split(1)
     # Perfect probabilities: the start already scores 1.0, and ties keep the defaults.
