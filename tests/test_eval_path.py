@@ -354,6 +354,22 @@ def test_retuning_a_run_from_before_the_shifts_searches_no_shift() -> None:
     assert run_tuning(new, None).space.onset_shift == (0.0, -0.1)
 
 
+@pytest.mark.parametrize(
+    ("stored", "override", "expected"),
+    [
+        ({"per_class": False}, None, False),  # a run from before class thresholds: none, as made
+        ({"per_class": False, "class_thresholds": True}, None, True),
+        ({"per_class": False, "class_thresholds": True}, False, False),
+        ({"per_class": False}, True, True),
+    ],
+)
+def test_retuning_keeps_or_overrides_the_runs_class_thresholds(stored, override, expected) -> None:
+    tuning = run_tuning(OmegaConf.create({"tuning": stored}), None, None, override)
+    assert tuning.class_thresholds is expected and tuning.per_class is False
+    with pytest.raises(TuningError, match=r"tuning\.class_thresholds must be true or false"):
+        run_tuning(OmegaConf.create({"tuning": stored}), None, None, "yes")
+
+
 def test_retuning_scope_must_be_a_boolean() -> None:
     with pytest.raises(TuningError, match=r"tuning\.per_class must be true or false, got 'yes'"):
         run_tuning(OmegaConf.create({"tuning": {"criterion": "event_f1"}}), None, "yes")
