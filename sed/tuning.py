@@ -194,9 +194,10 @@ def tune_postprocessing(
         ]),
     ]  # fmt: skip
     own_thresholds = class_thresholds and not per_class
-    if own_thresholds:  # candidates filled in once the shared stages have run
-        thresholds = _first_with(default["threshold"], space.thresholds)  # stage 1's list
-        stages.append(("class thresholds", [{"threshold": t} for t in thresholds]))
+    if own_thresholds:  # from the shared result: each class by its own score (ties keep it)
+        stages.append(("class thresholds", [
+            {"threshold": t} for t in _first_with(default["threshold"], space.thresholds)
+        ]))  # fmt: skip
     total = sum(len(c) for _, c in stages)
     scope = "per class" if per_class else "shared" + (", class thresholds" if own_thresholds else "")
     bar = tqdm(
@@ -204,15 +205,12 @@ def tune_postprocessing(
         desc=f"tune post-processing ({criterion}, {scope})",
         disable=None if progress else True,
     )
-    shared_overall = -math.inf
+    class_score = {c: -math.inf for c in classes}  # each class's own score under best[c]
     for stage, candidates in stages:
         own = per_class or stage == "class thresholds"
         if stage == "class thresholds":
             shared_best, shared_overall = {c: dict(best[c]) for c in classes}, best_score[classes[0]]
-            # the shared threshold first (ties keep it), then the others; scored class by class
-            current = best[classes[0]]["threshold"]
-            candidates = [{"threshold": t} for t in _first_with(current, thresholds)]
-            best_score = {c: -math.inf for c in classes}
+            best_score = dict(class_score)
         base = {c: dict(best[c]) for c in classes}
         for candidate in candidates:
             settings = {
@@ -223,7 +221,7 @@ def tune_postprocessing(
                 # shared scope: every class follows the overall score
                 value = scores[c] if own else scores["_overall"]
                 if value > best_score[c]:
-                    best_score[c] = value
+                    best_score[c], class_score[c] = value, scores[c]
                     best[c] = {key: settings[key][c] for key in default}
             bar.update(1)
     bar.close()
