@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional
+
+from sed.environment import import_torchaudio
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -49,9 +49,16 @@ def load_audio(path: str | PathLike, sample_rate: int | None = None) -> np.ndarr
         raise AudioError(f"audio file {path} contains NaN or infinite samples")
     mono = data.mean(axis=1, dtype=np.float32)
     if sample_rate is not None and sample_rate != native_rate:
-        waveform = torch.from_numpy(mono)
-        mono = torchaudio.functional.resample(waveform, native_rate, int(sample_rate)).numpy()
+        mono = _resample(mono, native_rate, int(sample_rate))
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _resample(x: np.ndarray, native_rate: int, sample_rate: int) -> np.ndarray:
+    """torchaudio's sinc resampling of a mono array; torch and torchaudio are imported here
+    only, so reading annotations or durations never loads them."""
+    import torch
+
+    return import_torchaudio().resample(torch.from_numpy(x), native_rate, sample_rate).numpy()
 
 
 class AudioReader:
@@ -85,10 +92,9 @@ class AudioReader:
         j0, j1 = start // self._new, -(-stop // self._new)  # kernel positions covering the span
         i0 = max(0, (j0 - self._margin) * self._orig)
         i1 = min(self.file.frames, (j1 + self._margin) * self._orig)
-        waveform = torch.from_numpy(self._decode(i0, i1))
-        out = torchaudio.functional.resample(waveform, self.native_rate, self.sample_rate)
+        out = _resample(self._decode(i0, i1), self.native_rate, self.sample_rate)
         offset = i0 // self._orig * self._new
-        return np.ascontiguousarray(out[start - offset : stop - offset].numpy(), dtype=np.float32)
+        return np.ascontiguousarray(out[start - offset : stop - offset], dtype=np.float32)
 
     def _decode(self, start: int, stop: int) -> np.ndarray:
         """Native-rate samples [start, stop), mono, checked finite; errors name the file."""

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed.data.folder import EVAL_SPLITS, SPLITS
 from sed.data.loading import SplitFeatures, load_corpus
+from sed.environment import write_environment
 from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
@@ -193,6 +194,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     metrics.update(evaluated.metrics)
     probs, pp = evaluated.probs, evaluated.postprocessing
     write_json(metrics, out_dir / "metrics.json")
+    write_environment(out_dir / "environment.json", trained.device)
     print(f"\n{run_dir} ({cfg.checkpoint}, epoch {trained.epoch}), post-processing {pp.to_dict()}")
     print("  " + "\n  ".join(summary_lines(metrics, splits)))
     if thresholds:

@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sed_eval
-from dcase_util.containers import MetaDataContainer, MetaDataItem
 
 from sed.annotations import COLUMNS, events_to_frames
+from sed.environment import import_sed_eval
 from sed.postprocess import PostProcessing, binarize, probs_to_events
 from sed.score_stats import collar_statistics, intersection_statistics, score_deltas
+
+# Imported through the check, so setuptools >= 81 or pandas 3 is named with its fix instead of
+# a ModuleNotFoundError deep inside dcase_util.
+sed_eval = import_sed_eval()
+from dcase_util.containers import MetaDataContainer, MetaDataItem  # noqa: E402
 
 __all__ = [
     "EVENT_PARAMS",

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sed.audio import AudioError, load_audio
+from sed.environment import import_torchaudio
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ class LogMel(nn.Module):
                 ref=1.0, amin=amin, top_db=None,
             )  # fmt: skip
         else:
+            import_torchaudio()  # a clear error for a mismatched torchaudio build
             import torchaudio
 
             self.spectrogram = torchaudio.transforms.MelSpectrogram(

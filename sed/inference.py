@@ -26,6 +26,7 @@ from sed.checkpoints import (
     require,
 )
 from sed.data.datasets import FileDataset, collate
+from sed.environment import InstallError
 from sed.features import FeatureError, LogMel, Normalizer, num_frames
 from sed.postprocess import PostProcessError, PostProcessing
 
@@ -43,6 +44,7 @@ USER_ERRORS = (
     ConfigError,
     FeatureError,
     FileNotFoundError,
+    InstallError,
     ModelSpecError,
     PostProcessError,
 )

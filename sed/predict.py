@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from sed.annotations import write_tsv
 from sed.audio import AUDIO_EXTENSIONS, AudioError, AudioReader, open_audio
+from sed.environment import write_environment
 from sed.features import FeatureError
 from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
 from sed.io import atomic_write, write_text
@@ -147,6 +148,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp, durations)
     if predicted:
         write_tsv(events, output, filenames=predicted)
+        write_environment(output.with_name(output.stem + ".environment.json"), trained.device)
         log.info("%d events in %d files -> %s", len(events), len(predicted), output)
     if prob_dir is not None and predicted:
         for name, p in probs.items():

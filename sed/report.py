@@ -27,6 +27,7 @@ view (`tensorboard --logdir DIR/report/tensorboard`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -59,6 +60,7 @@ __all__ = [
     "override_columns",
     "paired_comparisons",
     "parse_override",
+    "provenance_warnings",
     "report",
     "summarize",
     "summary_markdown",
@@ -66,7 +68,8 @@ __all__ = [
 ]
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
-RESERVED = ("run_dir", "status", "error")
+COUNTS = ("n", "n_failed", "n_unfinished", "n_commits", "n_environments")
+RESERVED = ("run_dir", "status", "error", "commit", "environment")
 DEFAULT_OVER = ("seed", "data.fold")
 # Config keys every run gets a column for, overridden or not: a method comparison
 # (`method=baseline,tf,ss`) is grouped by method even where a run kept the default.
@@ -264,6 +267,25 @@ def _run_status(run_dir: Path) -> tuple[str, str, dict[str, Any]]:
     return (FAILED, error, {}) if error else (UNFINISHED, "", {})
 
 
+def _provenance(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(commit, environment, versions) from a run's environment.json: the commit (with
+    `-dirty+HASH` for a modified tree) and a short fingerprint of python and the package
+    versions; None for runs made before sed recorded it."""
+    try:
+        record = json.loads((run_dir / "environment.json").read_text())
+        git, packages = record["git"], dict(record["packages"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None, {}
+    commit = git.get("commit") or "no git"
+    if git.get("dirty"):
+        commit = f"{commit[:12]}-dirty+{(git.get('diff_sha256') or '')[:8]}"
+    else:
+        commit = commit[:12]
+    versions = {"python": record.get("python"), **packages}
+    text = json.dumps(versions, sort_keys=True)
+    return commit, hashlib.sha256(text.encode()).hexdigest()[:10], versions
+
+
 def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run below `directory`: `run_dir`, `status`, `error`, each override as a column
     (parsed values) and every metrics.json key. `config_keys` absent from a run's overrides are
@@ -283,6 +305,7 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
             "run directory or a multirun/sweep directory whose numbered subfolders are runs."
         )
     rows, override_keys, metric_keys = [], {}, {}
+    versions: dict[str, dict[str, Any]] = {}
     for run_dir in run_dirs:
         overrides = _read_overrides(run_dir)
         for key in dict.fromkeys((*config_keys, *ALWAYS)):
@@ -290,6 +313,7 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
             if value is not _ABSENT:
                 overrides[key] = value
         status, error, metrics = _run_status(run_dir)
+        commit, environment, versions[str(run_dir)] = _provenance(run_dir)
         metrics = {
             (f"metrics:{k}" if k in overrides or k in RESERVED else k): v
             for k, v in metrics.items()
@@ -297,7 +321,15 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
         override_keys.update(dict.fromkeys(overrides))
         metric_keys.update(dict.fromkeys(metrics))
         rows.append(
-            {"run_dir": str(run_dir), "status": status, "error": error, **overrides, **metrics}
+            {
+                "run_dir": str(run_dir),
+                "status": status,
+                "error": error,
+                "commit": commit,
+                "environment": environment,
+                **overrides,
+                **metrics,
+            }
         )
     table = pd.DataFrame(rows, columns=[*RESERVED, *override_keys, *metric_keys])
     for key in override_keys:  # integers stay integers when some runs lack the key (not 2.0)
@@ -306,6 +338,7 @@ def collect_runs(directory: str | Path, config_keys: Sequence[str] = ()) -> pd.D
             table[key] = table[key].astype("Int64")
     table.attrs["overrides"] = list(override_keys)
     table.attrs["metrics"] = list(metric_keys)
+    table.attrs["versions"] = versions
     return table
 
 
@@ -386,6 +419,8 @@ def summarize(
         row["n"] = len(finished)
         row["n_failed"] = int((group["status"] == FAILED).sum())
         row["n_unfinished"] = int((group["status"] == UNFINISHED).sum())
+        row["n_commits"] = finished["commit"].nunique(dropna=True)
+        row["n_environments"] = finished["environment"].nunique(dropna=True)
         for metric in metrics:
             values = pd.to_numeric(finished[metric], errors="coerce")
             row[f"{metric}_mean"] = values.mean()
@@ -396,6 +431,8 @@ def summarize(
         "n",
         "n_failed",
         "n_unfinished",
+        "n_commits",
+        "n_environments",
         *(f"{m}_{s}" for m in metrics for s in ("mean", "std")),
     ]
     summary = _sorted_groups(pd.DataFrame(rows, columns=columns), keys)
@@ -686,9 +723,7 @@ def summary_markdown(
     to `out_dir`, where summary.md goes)."""
     root = Path(root) if root is not None else None
     keys = summary.attrs.get("group_by") or [
-        c
-        for c in summary.columns
-        if c not in ("n", "n_failed", "n_unfinished") and not re.search(r"_(mean|std)$", c)
+        c for c in summary.columns if c not in COUNTS and not re.search(r"_(mean|std)$", c)
     ]
     metrics = summary.attrs.get("metrics") or [
         c[:-5] for c in summary.columns if c.endswith("_mean")
@@ -766,6 +801,75 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+def _differences(runs: pd.DataFrame) -> str:
+    """The recorded versions that differ between `runs`: 'torch 2.11.0 / 2.12.0, ...'."""
+    versions = runs.attrs.get("versions", {})
+    records = [versions.get(run_dir, {}) for run_dir in runs["run_dir"]]
+    names = sorted({name for record in records for name in record})
+    differ = []
+    for name in names:
+        seen = sorted({str(record.get(name)) for record in records if record})
+        if len(seen) > 1:
+            differ.append(f"{name} {' / '.join(seen)}")
+    return ", ".join(differ)
+
+
+def provenance_warnings(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """A warning per group whose finished runs mix commits or package versions, and one when
+    the groups compared with each other do (environment.json of each run)."""
+    finished = runs[runs["status"] == FINISHED]
+    keys = summary.attrs.get("group_by", [])
+    groups = finished.groupby(keys, dropna=False, sort=False) if keys else [((), finished)]
+    warnings = []
+
+    def mixes(table: pd.DataFrame) -> str:
+        parts = []
+        commits = sorted(table["commit"].dropna().unique())
+        if len(commits) > 1:
+            parts.append(f"{len(commits)} commits ({', '.join(commits)})")
+        if table["environment"].nunique(dropna=True) > 1:
+            parts.append(f"{table['environment'].nunique()} environments ({_differences(table)})")
+        return " and ".join(parts)
+
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        mixed = mixes(group)
+        if mixed:
+            setting = ", ".join(f"{k}={_text(v)}" for k, v in zip(keys, key, strict=True))
+            warnings.append(f"the mean of {setting or 'all runs'} mixes {mixed}")
+    if keys and len(summary) > 1:
+        mixed = mixes(finished)
+        if mixed and not warnings:
+            warnings.append(f"the groups compared here come from {mixed}")
+        elif mixed:
+            warnings.append(f"comparisons between groups mix {mixed}")
+    unknown = int(finished["commit"].isna().sum())
+    if unknown and unknown < len(finished):
+        warnings.append(
+            f"{unknown} run(s) have no environment.json, so their provenance is unknown"
+        )
+    return warnings
+
+
+def provenance_markdown(runs: pd.DataFrame, warnings: Sequence[str]) -> list[str]:
+    """The summary.md section on where the runs come from."""
+    finished = runs[runs["status"] == FINISHED]
+    lines = ["## Provenance", ""]
+    if warnings:
+        lines += [f"- **Warning**: {w}." for w in warnings] + [""]
+        lines += ["Decide whether the difference matters before reading the comparison.", ""]
+    elif finished["commit"].notna().any():
+        commit = finished["commit"].dropna().iloc[0]
+        lines += [
+            f"Every finished run comes from commit `{commit}` and one environment "
+            f"(`{finished['environment'].dropna().iloc[0]}`, environment.json).",
+            "",
+        ]
+    else:
+        lines += ["No run has an environment.json (made before sed recorded provenance).", ""]
+    return lines
+
+
 def _write_text(text: str, path: Path) -> Path:
     """Atomic text write."""
     return write_text(text, path)
@@ -823,6 +927,8 @@ def report(
         plot_metric_vs_params(done, metric, params, path, by=[k for k in keys if k not in params])
         plots.append(path)
     text = summary_markdown(runs, summary, metric, root=root, plots=plots, out_dir=out_dir)
+    warnings = provenance_warnings(runs, summary)
+    text += "\n" + "\n".join(provenance_markdown(runs, warnings))
     files = [_write_csv(runs, out_dir / "runs.csv"), _write_csv(summary, out_dir / "summary.csv")]
     if n_resamples > 0:
         split = metric.split("/")[0] if "/" in metric else "test"
@@ -837,6 +943,8 @@ def report(
         files.append(write_hparams(runs, out_dir / "tensorboard", root))
     if verbose:
         print(text)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         problems = runs[runs["status"] != FINISHED]
         for _, run in problems.iterrows():
             print(

@@ -41,6 +41,7 @@ from sed.data.augment import Augment, AugmentedDataset
 from sed.data.datasets import FileDataset, SequenceDataset
 from sed.data.folder import EVAL_SPLITS
 from sed.data.loading import load_corpus
+from sed.environment import write_environment
 from sed.features import LogMel
 from sed.inference import USER_ERRORS, ConfigError, resolve_device
 from sed.io import write_json
@@ -132,6 +133,9 @@ def train(
     device = distributed.init(resolve_device(settings.device, key="trainer.device"))
     # Rank 0's run directory on every rank (each rank's Hydra resolved its own timestamp).
     run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    environment = (
+        write_environment(run_dir / "environment.json", device) if distributed.is_main() else {}
+    )
     if not distributed.is_main():  # one log: rank 0's (the others still report warnings)
         logging.getLogger().setLevel(logging.WARNING)
     root = prepare_data(cfg)
@@ -181,6 +185,7 @@ def train(
         "normalizer": normalizer.state_dict(),
         "postprocess": postprocessing.to_dict(),
         "config_yaml": OmegaConf.to_yaml(cfg, resolve=True),
+        "environment": environment,
     }
     if previous is not None:
         refuse_changed_model(meta, previous, last)

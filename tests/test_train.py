@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 from helpers import run_sed
+from test_install import check_environment_record
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -95,6 +96,16 @@ def test_smoke_run_writes_design_layout(smoke_run: Path) -> None:
     state = torch.load(smoke_run / "checkpoints" / "best.pt", weights_only=True)
     assert state["classes"] and state["features"]["sample_rate"] == 16000
     assert OmegaConf.create(state["config_yaml"]).paths.output_dir == str(smoke_run)
+
+
+def test_the_run_records_where_it_ran(smoke_run: Path) -> None:
+    """environment.json holds every provenance field, and the checkpoints carry the same."""
+    record = json.loads((smoke_run / "environment.json").read_text())
+    check_environment_record(record)
+    assert record["device"] == "cpu" and "resumes" not in record
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(smoke_run / "checkpoints" / name, weights_only=True)
+        assert state["environment"] == record
 
 
 def test_every_monitor_that_the_config_check_allows_is_in_the_history(smoke_run: Path) -> None:
@@ -193,6 +204,7 @@ def test_resume_equals_uninterrupted(
     assert train(with_overrides(cfg_train, part, trainer__max_minutes=0, **common))["epochs"] == 1
     resumed = train(with_overrides(cfg_train, part, trainer__resume=True, **common))
     assert "resumed from" in capsys.readouterr().out
+    assert len(json.loads((part / "environment.json").read_text())["resumes"]) == 1
     a = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
@@ -311,6 +323,7 @@ def test_evaluate_reproduces_metrics_json(
     evaluate(cfg)
     again = json.loads((tmp_path / "exact" / "metrics.json").read_text())
     first = json.loads((smoke_run / "metrics.json").read_text())
+    check_environment_record(json.loads((tmp_path / "exact" / "environment.json").read_text()))
     again.pop("checkpoint_epoch")
     assert again == {k: first[k] for k in again}
     assert {k for k in again if k.startswith("test/")} == {
@@ -337,6 +350,7 @@ def test_predict_on_stereo_44k(smoke_run: Path, tmp_path: Path, compose: Compose
     )
     table = pd.read_csv(output, sep="\t", keep_default_na=False)
     assert list(table.columns) == ["filename", "onset", "offset", "event_label"]
+    check_environment_record(json.loads((tmp_path / "events.environment.json").read_text()))
     assert set(table["filename"]) == {"clip.wav"}
     probs = np.load(tmp_path / "events_probabilities" / "clip.wav.npy")
     state = torch.load(smoke_run / "checkpoints" / "best.pt", weights_only=True)
