@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -520,3 +521,25 @@ def test_malformed_annotation_names_the_archive_member(tmp_path):
     pattern = r"meta\.zip:TUT-sound-events-2017-development/meta/street/b008\.ann.*line 1"
     with pytest.raises(PrepareError, match=pattern):
         prep.prepare("tut2017", src, tmp_path / "out", progress=False)
+
+
+def test_tut2017_never_takes_a_missing_verified_file_from_non_verified(tmp_path):
+    """An extracted TUT 2017 folder (under any name) holds non_verified/{meta,evaluation_setup}
+    beside the verified files: that subtree is not a second root, so a verified annotation or
+    fold list that is missing is refused, named, instead of replaced by its non-verified twin."""
+    src = tmp_path / "src"
+    make_tut2017(src)
+    extracted = tmp_path / "x"
+    _extract_all(src, extracted)
+    root = extracted / "my_tut2017"  # renamed: not the archive's own folder name
+    (extracted / TUT2017).rename(root)
+    twin = root / "non_verified" / "evaluation_setup"
+    shutil.copytree(root / "evaluation_setup", twin)
+    assert prep.prepare("tut2017", root, tmp_path / "ok", progress=False)["classes"]
+    (root / "meta" / "street" / "a001.ann").unlink()
+    with pytest.raises(PrepareError, match=r"meta/street/a001\.ann"):
+        prep.prepare("tut2017", root, tmp_path / "out", progress=False)
+    (root / "meta" / "street" / "a001.ann").write_text("")
+    (root / "evaluation_setup" / "street_fold1_train.txt").unlink()
+    with pytest.raises(PrepareError, match=r"evaluation_setup/street_fold1_train\.txt"):
+        prep.prepare("tut2017", root, tmp_path / "out2", progress=False)

@@ -329,6 +329,10 @@ def _extracted_roots(src: Path, storage: str, skip: Path) -> list[Path]:
                 for d in sorted(parent.iterdir())
                 if d.is_dir() and not d.name.startswith(".")
             ]
+    # A root inside another root is part of that dataset's tree (TUT 2017's non_verified/
+    # holds meta/ and evaluation_setup/ of its own), never a second source of its files: a
+    # verified file that is missing must be refused, not replaced by its non-verified twin.
+    roots = [d for d in roots if not any(r != d and r in d.parents for r in roots)]
     return [d for d in roots if d.name == storage] or roots
 
 
