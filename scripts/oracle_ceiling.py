@@ -41,9 +41,12 @@ def class_ratios(root: Path, split: str, hop_seconds: float) -> dict[str, np.nda
     """Per clip of `split`: [T, C] class-to-rest power ratio in dB on the hop_seconds grid."""
     info_path = root / "synthetic.json"
     try:
-        params = json.loads(info_path.read_text())["params"]
-    except (OSError, ValueError, KeyError) as err:
+        info = json.loads(info_path.read_text())
+        params = dict(info["params"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"{info_path}: not a generated synthetic set ({err})") from None
+    if info.get("version", 0) < 3:  # written before the sources parameter: version 2's draws
+        params.setdefault("sources", False)
     sr = params["sample_rate"]
     hop = int(round(hop_seconds * sr))
     floor = 10 ** (synthetic.FLOOR_DB / 10)

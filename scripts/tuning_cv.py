@@ -13,7 +13,15 @@ held-out scores are averaged. The scopes compared:
 - `shared_no_shift`: one setting for all classes without the onset / offset shift (the search
   before the shift);
 - `shared`: one setting for all classes, shifts included (the search before class thresholds);
-- `shared_class_thresholds`: `shared`, then each class its own threshold (the default).
+- `shared_class_thresholds`: `shared`, then each class its own threshold;
+- `default`: `shared_class_thresholds` with the segment-F1 guard (no candidate lowers segment
+  F1 by more than 0.01 below the fixed settings'; configs/tuning/default.yaml);
+- `strict_segment`: `default` with no segment-F1 loss allowed at all (limit 0);
+- `coarse`: one threshold (0.3 / 0.5 / 0.7) and median window (0.1 / 0.3 / 0.7 s) for all
+  classes, nothing else;
+- `fixed`: no search (threshold 0.5, median 0.3 s).
+
+`--scopes` picks some of them. Held-out segment F1 is reported beside event F1 and ER.
 
 Only the validation split is read, so the choice it informs never sees test data.
 """
@@ -37,17 +45,28 @@ from sed.outputs import split_durations
 from sed.postprocess import PostProcessing, probs_to_events
 from sed.tuning import SearchSpace, tune_postprocessing
 
-SCOPES = {  # name -> (per_class, class_thresholds, space)
-    "per_class": (True, False, SearchSpace()),
+NO_SHIFT = {"onset_shift": (0.0,), "offset_shift": (0.0,)}
+SCOPES = {  # name -> (per_class, class_thresholds, max_segment_f1_drop, space)
+    "per_class": (True, False, None, SearchSpace()),
     "per_class_short_gap": (
-        True,
-        False,
-        SearchSpace(min_gap=(0.0, 0.1, 0.2, 0.4), onset_shift=(0.0,), offset_shift=(0.0,)),
+        True, False, None, SearchSpace(min_gap=(0.0, 0.1, 0.2, 0.4), **NO_SHIFT),
     ),
-    "shared_no_shift": (False, False, SearchSpace(onset_shift=(0.0,), offset_shift=(0.0,))),
-    "shared": (False, False, SearchSpace()),
-    "shared_class_thresholds": (False, True, SearchSpace()),
-}
+    "shared_no_shift": (False, False, None, SearchSpace(**NO_SHIFT)),
+    "shared": (False, False, None, SearchSpace()),
+    "shared_class_thresholds": (False, True, None, SearchSpace()),
+    "default": (False, True, 0.01, SearchSpace()),
+    "strict_segment": (False, True, 0.0, SearchSpace()),
+    "coarse": (
+        False, False, None,
+        SearchSpace(thresholds=(0.3, 0.5, 0.7), median_seconds=(0.1, 0.3, 0.7),
+                    min_duration=(0.0,), min_gap=(0.0,), **NO_SHIFT),
+    ),
+    "fixed": (
+        False, False, None,
+        SearchSpace(thresholds=(0.5,), median_seconds=(0.3,), min_duration=(0.0,),
+                    min_gap=(0.0,), **NO_SHIFT),
+    ),
+}  # fmt: skip
 
 
 def validation(run_dir: Path) -> tuple[dict, pd.DataFrame, dict, list[str], float]:
@@ -73,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("tuning_cv.csv"))
+    parser.add_argument("--scopes", default=",".join(SCOPES), help="(default: all)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="PSDS")
     start = PostProcessing(threshold=0.5, median_seconds=0.3)
@@ -94,26 +114,27 @@ def main(argv: list[str] | None = None) -> None:
                 {f: durations[f] for f in names},
             )
 
-        for scope, (per_class, class_thresholds, space) in SCOPES.items():
+        for scope in args.scopes.split(","):
+            per_class, class_thresholds, drop, space = SCOPES[scope]
             scores = []
             for fit, held in halves:
                 p, e, d = part(fit)
                 pp = tune_postprocessing(
                     p, e, classes, hop, d, start, space, per_class=per_class,
-                    class_thresholds=class_thresholds, progress=False,
+                    class_thresholds=class_thresholds, max_segment_f1_drop=drop, progress=False,
                 ).postprocessing  # fmt: skip
                 p, e, d = part(held)
                 m = evaluate_events(e, probs_to_events(p, hop, classes, pp, d), classes, d)
-                scores.append((m["event_f1"], m["event_er"]))
-            f1, er = np.mean(scores, axis=0)
+                scores.append((m["event_f1"], m["event_er"], m["segment_f1"]))
+            f1, er, seg = np.mean(scores, axis=0)
             rows.append({"run": str(run_dir), "scope": scope, "held_out_event_f1": f1,
-                         "held_out_event_er": er})  # fmt: skip
-            print(f"{run_dir} {scope:20s} held-out event F1 {f1:.3f} ER {er:.3f}", flush=True)
+                         "held_out_event_er": er, "held_out_segment_f1": seg})  # fmt: skip
+            print(f"{run_dir} {scope:24s} held-out event F1 {f1:.3f} ER {er:.3f} "
+                  f"segment F1 {seg:.3f}", flush=True)  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False, float_format="%.6f")
-    summary = table.groupby("scope")[["held_out_event_f1", "held_out_event_er"]].agg(
-        ["mean", "std"]
-    )
+    columns = ["held_out_event_f1", "held_out_event_er", "held_out_segment_f1"]
+    summary = table.groupby("scope", sort=False)[columns].agg(["mean", "std"])
     print(summary.round(3).to_string())
 
 

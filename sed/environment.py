@@ -10,6 +10,7 @@ import platform
 import socket
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -113,7 +114,12 @@ def import_sed_eval() -> ModuleType:
     if problem:
         raise InstallError(problem)
     try:
-        return importlib.import_module("sed_eval")
+        with warnings.catch_warnings():
+            # dcase_util imports pkg_resources, which setuptools 80 (the locked release) marks
+            # deprecated with a UserWarning on every start; sed pins setuptools < 81 for it, so
+            # the warning says nothing a user can act on and would precede every one-line error.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            return importlib.import_module("sed_eval")
     except ModuleNotFoundError as error:
         if error.name == "pkg_resources":
             raise InstallError(

@@ -115,8 +115,8 @@ def run_tuning(
     """The run's post-processing search settings (plain values only: nothing read from the run
     selects code), with `criterion` / `per_class` / `class_thresholds` replacing the run's when
     given. A run made before the scope was a setting searched per class, one made before the
-    boundary shifts searched none, and one made before class thresholds searched without them;
-    each keeps doing so."""
+    boundary shifts searched none, one made before class thresholds searched without them, and
+    one made before the segment-F1 guard searched without it; each keeps doing so."""
     stored = OmegaConf.to_container(train_cfg.get("tuning") or {}, resolve=True)
     space = {k: v for k, v in (stored.get("space") or {}).items() if k != "_target_"}
     if space:
@@ -129,6 +129,7 @@ def run_tuning(
         class_thresholds=(
             stored.get("class_thresholds", False) if class_thresholds is None else class_thresholds
         ),
+        max_segment_f1_drop=stored.get("max_segment_f1_drop"),
         space=SearchSpace(**space),
     )
 

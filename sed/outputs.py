@@ -184,6 +184,7 @@ def evaluate_model(
             criterion=tuning.criterion,
             per_class=tuning.per_class,
             class_thresholds=tuning.class_thresholds,
+            max_segment_f1_drop=tuning.max_segment_f1_drop,
             progress=progress,
         )
         chosen, fixed = result.postprocessing, postprocessing
@@ -193,6 +194,7 @@ def evaluate_model(
                 "criterion": result.criterion,
                 "per_class": tuning.per_class,
                 "class_thresholds": tuning.class_thresholds,
+                "max_segment_f1_drop": tuning.max_segment_f1_drop,
                 "validation_score": result.score,
                 "validation_score_fixed": result.start_score,
                 "fixed": postprocessing.to_dict(),

@@ -316,9 +316,10 @@ def _is_type(value: Any, kind: type) -> bool:
 
 
 def monitor_names(val_event_metrics: bool) -> list[str]:
-    """What `monitor` may name: the losses and the validation metrics of every epoch."""
+    """What `monitor` may name: the losses and the validation metrics of every epoch, or `epoch`
+    (with monitor_mode=max: keep the last epoch, never stop early)."""
     metrics = [m for m in HEADLINE if val_event_metrics or m.startswith("frame_")]
-    return ["validation_loss", "train_loss", *(f"validation/{m}" for m in metrics)]
+    return ["validation_loss", "train_loss", *(f"validation/{m}" for m in metrics), "epoch"]
 
 
 def check_classes(classes: Any) -> list[str] | None:

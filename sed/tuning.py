@@ -95,6 +95,10 @@ class Tuning:
     criterion: str = "event_f1"
     per_class: bool = False
     class_thresholds: bool = False
+    # A candidate may lower validation segment F1 by at most this much below the fixed
+    # post-processing's (None: no limit): the event-F1 search otherwise favours long median
+    # windows that drop short events.
+    max_segment_f1_drop: float | None = None
     space: SearchSpace = field(default_factory=SearchSpace)
 
     def __post_init__(self) -> None:
@@ -107,6 +111,13 @@ class Tuning:
         if not isinstance(self.class_thresholds, bool):
             raise TuningError(
                 f"tuning.class_thresholds must be true or false, got {self.class_thresholds!r}"
+            )
+        drop = self.max_segment_f1_drop
+        if drop is not None and (
+            isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1
+        ):
+            raise TuningError(
+                f"tuning.max_segment_f1_drop must be null or a number in [0, 1], got {drop!r}"
             )
         if isinstance(self.space, Mapping):
             self.space = SearchSpace(**self.space)
@@ -140,11 +151,14 @@ def tune_postprocessing(
     progress: bool = True,
     per_class: bool = False,
     class_thresholds: bool = False,
+    max_segment_f1_drop: float | None = None,
 ) -> TuningResult:
     """Search `space` on one (validation) split; returns the settings as dicts label -> value
     (one value for every class unless `per_class`, or the threshold with `class_thresholds`).
     `start` supplies the defaults (scalars) tried first; the result is kept only if its overall
-    (micro) `criterion` is better than `start`'s, otherwise `start` is returned."""
+    (micro) `criterion` is better than `start`'s, otherwise `start` is returned. With
+    `max_segment_f1_drop`, a candidate whose segment F1 falls more than that below `start`'s
+    (overall, or the class's own in the class-wise stages) is never chosen."""
     if criterion not in CRITERIA:
         raise TuningError(f"tuning.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
     higher = CRITERIA[criterion]
@@ -159,21 +173,30 @@ def tune_postprocessing(
         "offset_shift": _scalar(start.offset_shift, "offset_shift"),
     }
     rows: list[dict[str, Any]] = []
+    floor: dict[str, float] = {}  # lowest admissible segment F1, overall and per class
 
     def score(settings: dict[str, Any], stage: str) -> dict[str, float]:
         pp = PostProcessing(**settings)
         estimated = probs_to_events(probs, hop_seconds, classes, pp, durations)
         metrics = evaluate_events(reference, estimated, classes, durations, classwise=True)
         per_class = {c: _orient(metrics[f"{criterion}/{c}"], higher) for c in classes}
+        segment = {"_overall": metrics["segment_f1"]}
+        segment.update({c: metrics[f"segment_f1/{c}"] for c in classes})
         rows.append(
             {
                 "stage": stage,
                 **{k: _show(v) for k, v in settings.items()},
                 criterion: metrics[criterion],
+                **({} if criterion == "segment_f1" else {"segment_f1": metrics["segment_f1"]}),
                 **{f"{criterion}/{c}": metrics[f"{criterion}/{c}"] for c in classes},
             }
         )
         per_class["_overall"] = _orient(metrics[criterion], higher)
+        if max_segment_f1_drop is not None and not floor:  # the start sets the floor
+            floor.update({k: v - max_segment_f1_drop - 1e-12 for k, v in segment.items()})
+        for key, value in segment.items():
+            if floor and not value >= floor[key] and not math.isnan(floor[key]):
+                per_class[key] = -math.inf  # lowers segment F1 too far: never chosen
         return per_class
 
     start_score = score(dict(default), "start")["_overall"]
@@ -199,7 +222,9 @@ def tune_postprocessing(
             {"threshold": t} for t in _first_with(default["threshold"], space.thresholds)
         ]))  # fmt: skip
     total = sum(len(c) for _, c in stages)
-    scope = "per class" if per_class else "shared" + (", class thresholds" if own_thresholds else "")
+    scope = (
+        "per class" if per_class else "shared" + (", class thresholds" if own_thresholds else "")
+    )
     bar = tqdm(
         total=total,
         desc=f"tune post-processing ({criterion}, {scope})",
@@ -209,7 +234,10 @@ def tune_postprocessing(
     for stage, candidates in stages:
         own = per_class or stage == "class thresholds"
         if stage == "class thresholds":
-            shared_best, shared_overall = {c: dict(best[c]) for c in classes}, best_score[classes[0]]
+            shared_best, shared_overall = (
+                {c: dict(best[c]) for c in classes},
+                best_score[classes[0]],
+            )
             best_score = dict(class_score)
         base = {c: dict(best[c]) for c in classes}
         for candidate in candidates:
@@ -228,7 +256,9 @@ def tune_postprocessing(
     tuned = PostProcessing(**{key: {c: best[c][key] for c in classes} for key in default})
     final = score({k: getattr(tuned, k) for k in default}, "final")["_overall"]
     if own_thresholds and final < shared_overall:  # own thresholds lowered the overall score
-        tuned = PostProcessing(**{key: {c: shared_best[c][key] for c in classes} for key in default})
+        tuned = PostProcessing(
+            **{key: {c: shared_best[c][key] for c in classes} for key in default}
+        )
         final = shared_overall
     chosen, chosen_score = (tuned, final) if final > start_score else (start, start_score)
     sign = 1.0 if higher else -1.0

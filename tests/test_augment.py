@@ -78,7 +78,60 @@ def test_same_seed_epoch_item_same_draw_and_epochs_differ() -> None:
     assert any(not torch.equal(f, a[i]["features"]) for i, f in enumerate(first))
 
 
-@pytest.mark.parametrize("kwargs", [{"mix_prob": 1.5}, {"freq_masks": -1}])
+def _db(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.as_tensor(STD) + torch.as_tensor(MEAN)
+
+
+def test_gain_moves_every_band_by_one_number_of_db() -> None:
+    base = _base()
+    data = AugmentedDataset(base, Augment(gain_db=6.0), seed=2, mean=MEAN, std=STD)
+    gains = []
+    for i in range(len(base)):
+        item = data[i]
+        delta = _db(item["features"]) - _db(base[i]["features"])
+        assert torch.allclose(delta, delta[0, 0].expand_as(delta), atol=1e-4)
+        assert torch.equal(item["targets"], base[i]["targets"])
+        gains.append(float(delta[0, 0]))
+    assert all(abs(g) <= 6.0 + 1e-4 for g in gains) and len(set(np.round(gains, 3))) > 1
+
+
+def test_frequency_shift_moves_bands_and_repeats_the_edge() -> None:
+    base = _base()
+    data = AugmentedDataset(base, Augment(freq_shift_bands=2), seed=5, mean=MEAN, std=STD)
+    seen = set()
+    for i in range(len(base)):
+        got, orig = _db(data[i]["features"]), _db(base[i]["features"])
+        k = next(k for k in range(-2, 3) if torch.allclose(
+            got[:, max(k, 0) : 6 + min(k, 0)], orig[:, max(-k, 0) : 6 - max(k, 0)], atol=1e-4
+        ))  # fmt: skip
+        edge = got[:, :k] if k > 0 else got[:, 6 + k :]
+        source = orig[:, :1] if k > 0 else orig[:, -1:]
+        assert torch.allclose(edge, source.expand_as(edge), atol=1e-4)
+        assert torch.equal(data[i]["targets"], base[i]["targets"])
+        seen.add(k)
+    assert len(seen) > 1
+
+
+def test_time_masks_are_short_and_leave_targets_alone() -> None:
+    base = _base()
+    data = AugmentedDataset(
+        base, Augment(time_masks=2, time_mask_frames=3), seed=0, mean=MEAN, std=STD
+    )
+    masked = 0
+    for i in range(len(base)):
+        item = data[i]
+        assert torch.equal(item["targets"], base[i]["targets"])
+        changed = (item["features"] != base[i]["features"]).any(1)
+        assert changed.sum() <= 6 and (item["features"][changed] == 0).all()
+        masked += int(changed.sum())
+    assert masked > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"mix_prob": 1.5}, {"freq_masks": -1}, {"gain_db": -3}, {"freq_shift_bands": -1},
+     {"time_masks": -2}, {"time_mask_frames": -1}],
+)  # fmt: skip
 def test_bad_settings_name_the_key(kwargs) -> None:
     with pytest.raises(ValueError, match=f"augment.{next(iter(kwargs))}"):
         Augment(**kwargs)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from scipy import signal
@@ -106,16 +107,26 @@ def _ratios_db(scene: synthetic.Scene, sr: int) -> list[np.ndarray]:
     return out
 
 
-def _reference_annotations(scene: synthetic.Scene, sr: int) -> list[tuple[int, int, str]]:
-    """The audible-extent definition, recomputed: audible frames clipped to each source, unioned
-    per class, gaps shorter than MERGE_GAP_SECONDS filled."""
+def _audible_pieces(scene: synthetic.Scene, sr: int) -> list[list[tuple[int, int]]]:
+    """Per source: its audible frames clipped to its samples (empty: never heard)."""
     hop = round(synthetic.FRAME_SECONDS * sr)
-    spans: dict[str, list[tuple[int, int]]] = {}
+    out = []
     for src, ratio in zip(scene.sources, _ratios_db(scene, sr), strict=True):
+        pieces = []
         for t in np.flatnonzero(ratio >= synthetic.AUDIBLE_DB):
             start, stop = max(t * hop, src.start), min((t + 1) * hop, src.stop)
             if start < stop:
-                spans.setdefault(src.label, []).append((start, stop))
+                pieces.append((start, stop))
+        out.append(pieces)
+    return out
+
+
+def _reference_annotations(scene: synthetic.Scene, sr: int) -> list[tuple[int, int, str]]:
+    """The audible-extent definition, recomputed: audible frames clipped to each source, unioned
+    per class, gaps shorter than MERGE_GAP_SECONDS filled."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for src, pieces in zip(scene.sources, _audible_pieces(scene, sr), strict=True):
+        spans.setdefault(src.label, []).extend(pieces)
     out = []
     for label, pieces in spans.items():
         merged = [list(p) for p in sorted(pieces)[:1]]
@@ -143,12 +154,15 @@ def test_band_energy_matches_the_reference_and_full_scale() -> None:
     )
 
 
-def test_annotations_are_the_audible_extents() -> None:
+@pytest.mark.parametrize("sources", [False, True])
+def test_annotations_are_the_audible_extents(sources: bool) -> None:
     """Labels equal the documented definition, recomputed here, to the sample."""
     sr = 8000
     checked = 0
     for index in range(6):
-        scene = synthetic.render_scene("test", index, clip_seconds=6.0, sample_rate=sr)
+        scene = synthetic.render_scene(
+            "test", index, clip_seconds=6.0, sample_rate=sr, sources=sources
+        )
         events = scene.events
         got = list(
             zip(
@@ -159,10 +173,12 @@ def test_annotations_are_the_audible_extents() -> None:
             )
         )
         assert got == _reference_annotations(scene, sr)
-        assert scene.heard == [
-            any(label == s.label and s.start <= a < b <= s.stop for a, b, label in got)
-            for s in scene.sources
-        ]
+        assert scene.heard == [bool(pieces) for pieces in _audible_pieces(scene, sr)]
+        for src, heard in zip(scene.sources, scene.heard, strict=True):
+            if heard:  # overlaps an annotation of its class (maybe merged with a neighbour's)
+                assert any(
+                    label == src.label and a < src.stop and src.start < b for a, b, label in got
+                )
         checked += len(got)
     assert checked >= 15
 
@@ -260,18 +276,16 @@ def test_event_band_energy_stands_above_background(tmp_path: Path) -> None:
     assert np.mean(ratios > 3.0) >= 0.9, np.round(ratios, 2)
 
 
-def test_polyphony_occurs_and_is_capped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sources", [False, True])
+def test_polyphony_occurs_and_is_capped(tmp_path: Path, sources: bool) -> None:
+    """max_polyphony caps the rendered events and is reached. Annotations can pass it only where
+    a same-class gap under MERGE_GAP_SECONDS is filled while others sound: not in the version 2
+    set of this seed (checked exactly), in one clip of the version 3 one at cap 3."""
     sr = TINY["sample_rate"]
     for cap in (3, 1):
-        root = generate(
-            tmp_path / f"poly{cap}",
-            seed=1,
-            events_per_clip=(5, 8),
-            max_polyphony=cap,
-            progress=False,
-            **TINY,
-        )
-        highest = 0
+        params = {"seed": 1, "events_per_clip": (5, 8), "max_polyphony": cap, **TINY}
+        root = generate(tmp_path / f"poly{cap}", sources=sources, progress=False, **params)
+        highest = rendered = 0
         for split in SPLITS:
             events = read_tsv(root / "metadata" / f"{split}.tsv")
             for _, clip in events.groupby("filename"):
@@ -281,7 +295,15 @@ def test_polyphony_occurs_and_is_capped(tmp_path: Path) -> None:
                 ):
                     active[start:stop] += 1
                 highest = max(highest, int(active.max()))
-        assert highest == cap  # reached, never exceeded
+            for index in range(TINY[f"n_{split}"]):
+                scene = synthetic.render_scene(split, index, sources=sources, **params)
+                active = np.zeros(len(scene.audio), dtype=int)
+                for src in scene.sources:
+                    active[src.start : src.stop] += 1
+                rendered = max(rendered, int(active.max()))
+        assert rendered == cap  # reached, never exceeded
+        if not sources:
+            assert highest == cap
         stats = json.loads((root / "synthetic.json").read_text())["stats"]["train"]
         assert set(stats["polyphony_seconds"]) == {str(k) for k in range(cap + 1)}
 
@@ -337,6 +359,19 @@ def test_ensure_skips_equal_params_and_regenerates_otherwise(
     ensure(root, progress=False, **{**TINY, "n_train": 2})
     assert (root / "audio" / "test" / "test_0001.wav").is_file()
 
+    ensure(root, progress=False, **{**TINY, "n_train": 2, "sources": False})  # sources off
+    assert json.loads((root / "synthetic.json").read_text())["params"]["sources"] is False
+    assert not list((root / "metadata").glob("*_sources.tsv"))
+    ensure(root, progress=False, **{**TINY, "n_train": 2})  # and on again: the default
+    assert (root / "metadata" / "train_sources.tsv").is_file()
+
+    info = json.loads((root / "synthetic.json").read_text())  # a set an older version wrote
+    info["version"] = 2
+    del info["params"]["sources"]
+    (root / "synthetic.json").write_text(json.dumps(info))
+    ensure(root, progress=False, **{**TINY, "n_train": 2})
+    assert json.loads((root / "synthetic.json").read_text())["version"] == synthetic.VERSION
+
 
 def test_interrupted_generation_leaves_no_half_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -384,6 +419,7 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path: Path) -> None:
         ({"snr_db": (10, 0)}, "snr_db"),
         ({"events_per_clip": 3}, "events_per_clip"),
         ({"colour": "pink"}, "colour"),
+        ({"sources": 1}, "sources"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, params: dict, key: str) -> None:
@@ -392,8 +428,10 @@ def test_bad_params_name_the_key(tmp_path: Path, params: dict, key: str) -> None
     assert not (tmp_path / "set").exists()
 
 
-def test_classes_have_distinct_signatures() -> None:
-    """Each class keeps its energy in its band, and class spectra tell the classes apart."""
+@pytest.mark.parametrize("sources", [False, True])
+def test_classes_have_distinct_signatures(sources: bool) -> None:
+    """Each class keeps its energy in its band, and class spectra tell the classes apart (with
+    sources: every source does, and the spectra of 3 sources tell the other 7 apart)."""
     sr = 16000
     rng = np.random.default_rng(0)
     edges = np.geomspace(50, 7500, 25)
@@ -412,9 +450,9 @@ def test_classes_have_distinct_signatures() -> None:
     for label in CLASSES:
         shortest, longest = synthetic.CLASS_DURATIONS[label]
         profiles = []
-        for _ in range(6):
+        for source in range(synthetic.SOURCES_PER_CLASS) if sources else [None] * 6:
             seconds = rng.uniform(shortest, longest)
-            x = render_event(label, seconds, sr, rng)
+            x = render_event(label, seconds, sr, rng, source)
             assert np.all(np.isfinite(x)) and x[0] != 0 and x[-1] != 0, label
             assert 0.15 * sr <= len(x) <= seconds * sr * 1.05 + 0.1 * sr, label
             freqs, psd = signal.welch(x, fs=sr, nperseg=1024)
@@ -442,6 +480,15 @@ def test_cli(tmp_path: Path) -> None:
     assert len(list((root / "audio" / "train").glob("*.wav"))) == 2
 
 
+def test_cli_no_sources(tmp_path: Path) -> None:
+    root = tmp_path / "cli"
+    args = [str(root), "--n-train", "1", "--n-validation", "1", "--n-test", "1"]
+    assert synthetic.main([*args, "--clip-seconds", "2", "--sample-rate", "8000"]) == 0
+    assert json.loads((root / "synthetic.json").read_text())["params"]["sources"] is True
+    assert synthetic.main([*args, "--clip-seconds", "2", "--no-sources"]) == 0
+    assert json.loads((root / "synthetic.json").read_text())["params"]["sources"] is False
+
+
 def test_cli_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         synthetic.main([str(tmp_path / "cli"), "--clip-seconds", "0"])
@@ -462,3 +509,192 @@ def test_oracle_on_the_annotation_grid_reproduces_the_labels(tiny: Path) -> None
         assert exact["event_f1"] == 1.0 and exact["event_er"] == 0.0, exact
         late = oracle.oracle_events(ratios, synthetic.AUDIBLE_DB + 6, hop)
         assert oracle.score(tiny, split, late)["event_f1"] < 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Sources (version 3): validation and test hear sound sources that train never does.
+
+FEATURE_CLIPS = {"train": 30, "validation": 15, "test": 15}
+FEATURE_PARAMS = {"clip_seconds": 6.0, "sample_rate": 8000, "background": False}
+
+
+@pytest.fixture(scope="module")
+def source_scenes() -> dict[bool, dict[str, list[synthetic.Scene]]]:
+    """Scenes of each split, without and with sources (the background only slows this down)."""
+    return {
+        sources: {
+            split: [
+                synthetic.render_scene(split, i, sources=sources, **FEATURE_PARAMS)
+                for i in range(n)
+            ]
+            for split, n in FEATURE_CLIPS.items()
+        }
+        for sources in (False, True)
+    }
+
+
+def test_sources_false_is_version_2() -> None:
+    """sources=False renders what version 2 did (numbers from the version 2 generator)."""
+    sr = TINY["sample_rate"]
+    pinned = [
+        (0.017021062167432658, [("alarm", 13820, 19195), ("bird", 24240, 30320)]),
+        (
+            0.04826939312171393,
+            [("siren", 969, 15760), ("phone", 2080, 23680), ("footsteps", 3920, 27120)]
+            + [("alarm", 20400, 30623)],
+        ),
+        (0.017174814157277053, [("car", 6160, 27920), ("phone", 22000, 31760)]),
+    ]
+    for index, (rms, events) in enumerate(pinned):
+        audio, table = render_clip("validation", index, seed=7, sources=False, **TINY)
+        assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) == pytest.approx(rms, rel=1e-6)
+        onsets, offsets = _samples(table["onset"], sr), _samples(table["offset"], sr)
+        got = zip(table["event_label"], onsets, offsets, strict=True)
+        assert [(label, int(a), int(b)) for label, a, b in got] == events
+        assert not np.array_equal(audio, render_clip("validation", index, seed=7, **TINY)[0])
+    scene = synthetic.render_scene("train", 0, seed=7, sources=False, **TINY)
+    assert scene.sources and all(src.source is None for src in scene.sources)
+
+
+def test_sources_are_split_by_construction(
+    tiny: Path, source_scenes: dict[bool, dict[str, list[synthetic.Scene]]]
+) -> None:
+    """Each split's events come only from its own sources, recorded in the scenes, in
+    metadata/{split}_sources.tsv and in synthetic.json; the splits' sources are disjoint."""
+    ids = synthetic.SOURCE_SPLITS
+    assert sorted(i for split in SPLITS for i in ids[split]) == list(
+        range(synthetic.SOURCES_PER_CLASS)
+    )
+    used: dict[str, set[tuple[str, int]]] = {split: set() for split in SPLITS}
+    for split, scenes in source_scenes[True].items():
+        for scene in scenes:
+            used[split] |= {(src.label, src.source) for src in scene.sources}
+    for split in SPLITS:
+        assert {source for _, source in used[split]} == set(ids[split])  # all used, only these
+        assert len(used[split]) >= 1.5 * len(ids[split])  # by several classes each
+    assert not used["train"] & (used["validation"] | used["test"])
+    assert not used["validation"] & used["test"]
+
+    stats = json.loads((tiny / "synthetic.json").read_text())["stats"]
+    for split in SPLITS:
+        table = pd.read_csv(tiny / "metadata" / f"{split}_sources.tsv", sep="\t")
+        assert list(table.columns) == [
+            "filename",
+            "start",
+            "stop",
+            "event_label",
+            "source",
+            "heard",
+        ]
+        assert len(table) == stats[split]["rendered_events"] > 0
+        assert set(table["source"]) <= set(ids[split])
+        recorded = {
+            (c, i) for c, used_ids in stats[split]["sources_per_class"].items() for i in used_ids
+        }
+        assert recorded == set(zip(table["event_label"], table["source"], strict=True))
+        for name, clip in table.groupby("filename"):
+            index = int(name.split("_")[1].split(".")[0])
+            scene = synthetic.render_scene(split, index, seed=7, **TINY)
+            assert clip["source"].tolist() == [src.source for src in scene.sources]
+            assert clip["heard"].tolist() == scene.heard
+
+
+class _LoggingVoice(synthetic._Voice):
+    """A voice that records every identity value it draws, per parameter name."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.drawn: dict[str, list[float]] = {}
+
+    def uniform(self, name: str, lo: float, hi: float, size: int | None = None) -> object:
+        value = super().uniform(name, lo, hi, size)
+        self.drawn.setdefault(name, []).extend(np.ravel(value).tolist())
+        return value
+
+    def choice(self, name: str, p: float) -> bool:
+        value = super().choice(name, p)
+        self.drawn.setdefault(name, []).append(float(value))
+        return value
+
+    def integers(self, name: str, k: int) -> int:
+        value = super().integers(name, k)
+        self.drawn.setdefault(name, []).append(float(value))
+        return value
+
+
+def test_source_strata_are_disjoint() -> None:
+    """The Latin-hypercube design: every identity parameter of a source stays in its own stratum,
+    one per source, so two sources of a class never share a value range; discrete choices are
+    fixed per source, with both kinds in every split; version 2 voices roam the whole range."""
+    sr, seed, n_sources = 8000, 5, synthetic.SOURCES_PER_CLASS
+    rng = np.random.default_rng(0)
+    for label in CLASSES:
+        spec = synthetic._SPECS[label]
+        drawn: list[dict[str, list[float]]] = []
+        for source in [*range(n_sources), None]:
+            voice = _LoggingVoice(rng, label, source, seed)
+            for seconds in spec.duration:  # pulse classes draw per pulse: several values
+                spec.render(rng, int(seconds * sr), sr, voice)
+            drawn.append(voice.drawn)
+        free = drawn.pop()
+        discrete = {"alternating", "kind", "single_ring", "wail"}
+        for name in sorted(set().union(*drawn)):
+            have = [d[name] for d in drawn if name in d]
+            if name in discrete:
+                assert all(len(set(values)) == 1 for values in have), (label, name)
+                for ids in synthetic.SOURCE_SPLITS.values():
+                    assert len({drawn[i][name][0] for i in ids}) > 1, (label, name)
+                continue
+            spans = sorted((min(v), max(v)) for v in have)
+            assert len(spans) >= 4, (label, name)  # branch parameters: the sources taking it
+            for (_, hi), (lo, _) in zip(spans[:-1], spans[1:], strict=True):
+                assert hi < lo, (label, name, spans)
+            width = max(b - a for a, b in spans)
+            if name in free and len(free[name]) > 3:  # free draws spread far wider
+                assert np.ptp(free[name]) > 2 * width, (label, name)
+    assert synthetic._design(0, "dog", "pitch") != synthetic._design(1, "dog", "pitch")
+
+
+def _log_band_spectrum(x: np.ndarray, sr: int) -> np.ndarray:
+    """Level-free summary of an isolated event: its mean log power in 24 log-spaced bands."""
+    edges = np.geomspace(60, 0.45 * sr, 25)
+    freqs, psd = signal.welch(x, fs=sr, nperseg=int(0.064 * sr))  # 15.6 Hz bins
+    bands = np.array(
+        [psd[(freqs >= a) & (freqs < b)].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    )
+    log = np.log(np.maximum(bands, 1e-6 * bands.max()))
+    return log - log.mean()
+
+
+def _unseen_over_seen(scenes: dict[str, list[synthetic.Scene]], sr: int) -> float:
+    """Median over classes of: median distance of a validation/test event to its nearest training
+    event of its class, over the median distance of a training event to its nearest training
+    event of its class in another clip."""
+    features: dict[str, list[tuple[str, int, np.ndarray]]] = {"train": [], "eval": []}
+    for split, clips in scenes.items():
+        for index, scene in enumerate(clips):
+            for src in scene.sources:
+                key = "train" if split == "train" else "eval"
+                features[key].append((src.label, index, _log_band_spectrum(src.signal, sr)))
+    ratios = []
+    for label in CLASSES:
+        train = [(i, f) for c, i, f in features["train"] if c == label]
+        unseen = [f for c, _, f in features["eval"] if c == label]
+        bank, clips = np.array([f for _, f in train]), np.array([i for i, _ in train])
+        to_train = [np.linalg.norm(bank - f, axis=1).min() for f in unseen]
+        within = [np.linalg.norm(bank[clips != i] - f, axis=1).min() for i, f in train]
+        ratios.append(np.median(to_train) / np.median(within))
+    return float(np.median(ratios))
+
+
+def test_unseen_sources_are_farther_than_seen_ones(
+    source_scenes: dict[bool, dict[str, list[synthetic.Scene]]],
+) -> None:
+    """Validation/test events lie farther from the training events (nearest neighbour, same
+    class, log band spectrum of the isolated event) than training events lie from each other
+    with sources, and not without. Measured (these clips, dataset seeds 0 / 1 / 2 / 3 / 4):
+    without sources 1.08 / 0.88 / 0.98 / 1.01 / 1.00, with sources 2.00 / 2.79 / 2.68 / 2.33 /
+    2.77; on the default set (16 kHz, 10 s clips, 200 / 50 / 50) 0.97 and 4.70."""
+    sr = FEATURE_PARAMS["sample_rate"]
+    assert _unseen_over_seen(source_scenes[False], sr) < 1.3
+    assert _unseen_over_seen(source_scenes[True], sr) > 1.6

@@ -16,13 +16,15 @@ import pytest
 import soundfile as sf
 import torch
 from helpers import run_sed
-from test_install import check_environment_record
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from test_install import check_environment_record
 
 from sed.evaluate import evaluate
 from sed.features import num_frames
 from sed.inference import ConfigError
+from sed.postprocess import PostProcessing
 from sed.predict import predict
 from sed.report import report
 from sed.train import claim_run_dir, monitor_names, train
@@ -114,15 +116,46 @@ def test_every_monitor_that_the_config_check_allows_is_in_the_history(smoke_run:
     assert set(monitor_names(val_event_metrics=False)) < set(monitor_names(True))
 
 
+# How far the smoke run's numbers move between CPU kernels, measured with
+# scripts/kernel_spread.py (one thread, as the test runs; oneDNN/MKL at their best ISA on an
+# AVX-512 Xeon, capped to AVX2 and to SSE4.1): training losses by at most 6.6e-8 relative; the
+# free-running losses (the model's own thresholded labels fed back, so a last-bit difference can
+# flip a fed-back label) by at most 3.2e-5 relative (an AMD EPYC: 7.6e-6); frame-level F1 / ER,
+# counts of frames whose probability sits near the threshold, by at most 1.8e-3 absolute. Event,
+# segment and PSDS metrics, the epochs and the best epoch did not move. Each tolerance is about
+# 3x the largest difference measured. (With 2 threads instead of 1 the reductions differ enough
+# for the best epoch to change: the golden numbers are one thread's.)
+FREE_RUNNING_LOSS = {"validation_loss", "test/loss", "best/validation_loss"}
+FRAME_METRICS = {
+    "validation/frame_f1",
+    "test/frame_f1",
+    "test/frame_er",
+    "best/validation/frame_f1",
+}
+
+
+def golden_tolerance(key: str) -> dict[str, float]:
+    if key in FREE_RUNNING_LOSS:
+        return {"rel": 1e-4, "abs": 1e-9}
+    if key in FRAME_METRICS:
+        return {"rel": 0.0, "abs": 5e-3}
+    return {"rel": 1e-6, "abs": 1e-9}
+
+
 def test_smoke_numbers_unchanged(smoke_run: Path) -> None:
     """The same config and seed give the numbers recorded before the configs were reorganised
-    (tests/smoke_golden.json): per-epoch losses and the final metrics."""
+    (tests/smoke_golden.json): per-epoch losses and the final metrics, to the spread measured
+    between CPU kernels (above)."""
     history = pd.read_csv(smoke_run / "history.csv", float_precision="round_trip")
     for column, expected in GOLDEN["history"].items():
-        assert history[column].tolist() == pytest.approx(expected, rel=1e-6, abs=1e-9), column
+        got = history[column].tolist()
+        assert got == pytest.approx(expected, **golden_tolerance(column)), column
     metrics = json.loads((smoke_run / "metrics.json").read_text())
     for key, expected in GOLDEN["metrics"].items():
-        assert metrics[key] == pytest.approx(expected, rel=1e-6, abs=1e-9), key
+        if key in ("best_epoch", "epochs"):
+            assert metrics[key] == expected, key
+        else:
+            assert metrics[key] == pytest.approx(expected, **golden_tolerance(key)), key
 
 
 def test_same_config_same_numbers(smoke_run: Path, cfg_train: DictConfig) -> None:
@@ -437,3 +470,27 @@ def test_weight_average_decay_must_lie_in_0_1() -> None:
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"trainer\.ema_decay must lie in \(0, 1\)"):
             TrainerSettings(ema_decay=bad)
+
+
+def test_the_plain_reference_keeps_the_last_epoch_untuned(
+    cfg_train: DictConfig, tmp_path: Path, compose: Compose
+) -> None:
+    """+experiment=plain: no early stopping (monitor=epoch keeps the last epoch), raw weights,
+    no augmentation and the fixed post-processing (no search)."""
+    plain = compose("train", "+experiment=plain")
+    assert (plain.monitor, plain.monitor_mode, plain.trainer.ema_decay) == ("epoch", "max", None)
+    assert plain.augment._target_ and not instantiate(plain.augment).enabled
+    assert plain.tuning.enabled is False and plain.trainer.epochs == compose("train").trainer.epochs
+    run = tmp_path / "plain"
+    cfg = with_overrides(
+        cfg_train, run, monitor="epoch", monitor_mode="max", trainer__epochs=3,
+        trainer__patience=1, trainer__ema_decay=None, tuning__enabled=False,
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["best_epoch"] == metrics["epochs"] == 3 and not metrics["stopped_early"]
+    assert not (run / "tuning.json").exists()
+    assert "test/fixed_event_f1" not in metrics  # nothing tuned: the fixed settings are the result
+    fixed = PostProcessing(**OmegaConf.to_container(cfg.postprocess, resolve=True))
+    assert json.loads((run / "postprocess.json").read_text()) == json.loads(
+        json.dumps(fixed.to_dict())
+    )

@@ -257,3 +257,58 @@ def test_shift_grid_may_be_negative_but_not_empty_or_infinite() -> None:
         SearchSpace(onset_shift=(float("inf"),))
     with pytest.raises(TuningError, match=r"tuning\.space\.min_gap must be >= 0"):
         SearchSpace(min_gap=(-0.1,))
+
+
+def _fragments_and_blips(seed: int, n_files: int = 6, frames: int = 1000):
+    """`bell`: 2 s events whose detection drops out for 4 frames in every 10 (only a long median
+    window joins them); `blip`: 4-frame events that such a window erases."""
+    rng = np.random.default_rng(seed)
+    probs, rows, durations = {}, [], {}
+    for i in range(n_files):
+        name = f"f{i}.wav"
+        p = rng.uniform(0.0, 0.1, size=(frames, 2)).astype(np.float32)
+        for start in range(20, frames - 120, 160):
+            seg = np.full(100, 0.8, np.float32)
+            seg[np.arange(100) % 10 < 4] = 0.2
+            p[start : start + 100, 0] = seg
+            rows.append((name, start * HOP, (start + 100) * HOP, "bell"))
+        for start in rng.choice(np.arange(10, frames - 10, 100), size=3, replace=False):
+            p[start : start + 4, 1] = 0.9
+            rows.append((name, start * HOP, (start + 4) * HOP, "blip"))
+        probs[name], durations[name] = p, frames * HOP
+    events = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+    return probs, events, durations
+
+
+@pytest.mark.parametrize("class_thresholds", [False, True])
+def test_segment_f1_guard_keeps_short_events(class_thresholds: bool) -> None:
+    """The event-F1 search picks the long window that joins `bell` but erases every `blip`,
+    costing segment F1; with max_segment_f1_drop=0.01 it may not."""
+    probs, events, durations = _fragments_and_blips(0)
+    classes = ["bell", "blip"]
+    space = SearchSpace(thresholds=(0.5, 0.7), median_seconds=(0.02, 0.2), min_duration=(0.0,),
+                        min_gap=(0.0,), onset_shift=(0.0,), offset_shift=(0.0,))  # fmt: skip
+    start = PostProcessing(threshold=0.5, median_seconds=0.02)
+
+    def segment_f1(pp: PostProcessing) -> float:
+        estimated = probs_to_events(probs, HOP, classes, pp)
+        return evaluate_events(events, estimated, classes, durations)["segment_f1"]
+
+    kwargs = dict(progress=False, class_thresholds=class_thresholds)
+    free = tune_postprocessing(probs, events, classes, HOP, durations, start, space, **kwargs)
+    assert segment_f1(free.postprocessing) < segment_f1(start) - 0.05  # the trade the guard stops
+    guarded = tune_postprocessing(
+        probs, events, classes, HOP, durations, start, space, max_segment_f1_drop=0.01, **kwargs
+    )
+    assert segment_f1(guarded.postprocessing) >= segment_f1(start) - 0.01
+    median = guarded.postprocessing.median_seconds
+    assert (median["blip"] if isinstance(median, dict) else median) == pytest.approx(0.02)
+    assert "segment_f1" in guarded.trials.columns
+
+
+@pytest.mark.parametrize("drop", [-0.1, 1.5, "a lot", True])
+def test_segment_f1_guard_must_be_a_fraction(drop) -> None:
+    from sed.tuning import Tuning
+
+    with pytest.raises(TuningError, match="tuning.max_segment_f1_drop"):
+        Tuning(max_segment_f1_drop=drop)

@@ -1,15 +1,20 @@
 """Training-time augmentation that keeps frame labels exact.
 
-Three transforms of a training window, all on normalised log-mel features [T, n_mels] with
-their frame targets [T, C]:
+Transforms of a training window, all on normalised log-mel features [T, n_mels] with their
+frame targets [T, C]:
 
 - time shift: features and targets rolled together by a random number of frames;
 - mixing: another random training window is added in the power domain (the z-scored log-mel is
   un-normalised, the two energies summed, and the sum normalised again), at a random gain, and
   the targets become the union of both windows' labels;
-- frequency masks (SpecAugment): random bands set to their mean (0 after normalisation).
+- gain: the whole window louder or quieter by a random number of dB (a recording's level);
+- frequency shift: the mel bands moved up or down by a few bands, a cheap stand-in for a
+  source of another pitch or size (the edge band is repeated into the vacated bands);
+- frequency masks (SpecAugment): random bands set to their mean (0 after normalisation);
+- time masks (SpecAugment): short runs of frames set to their mean. The labels stay as they are,
+  so keep the masks shorter than the events (a few frames): a listener still marks a sound as
+  present through a brief dropout, and the 1 s merge of the labels does the same.
 
-Time masking is left out on purpose: it would hide frames whose labels still say "active".
 Randomness is derived from (seed, epoch, item), so an epoch's augmentation is the same however
 the run was interrupted and resumed, and the same for the same seed.
 """
@@ -35,17 +40,31 @@ class Augment:
     mix_gain_db: float = 6.0  # the second window's gain is drawn from [-mix_gain_db, 0] dB
     freq_masks: int = 0  # number of frequency masks per window
     freq_mask_bands: int = 4  # each mask covers up to this many mel bands
+    gain_db: float = 0.0  # the window's level moves by a gain drawn from [-gain_db, gain_db] dB
+    freq_shift_bands: int = 0  # the mel bands move by up to this many bands, up or down
+    time_masks: int = 0  # number of time masks per window
+    time_mask_frames: int = 5  # each time mask covers up to this many frames
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ValueError(f"augment.mix_prob must be in [0, 1], got {self.mix_prob!r}")
-        for key in ("mix_gain_db", "freq_masks", "freq_mask_bands"):
+        for key in (
+            "mix_gain_db", "freq_masks", "freq_mask_bands", "gain_db", "freq_shift_bands",
+            "time_masks", "time_mask_frames",
+        ):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ValueError(f"augment.{key} must be >= 0, got {getattr(self, key)!r}")
 
     @property
     def enabled(self) -> bool:
-        return bool(self.shift or self.mix_prob > 0 or self.freq_masks > 0)
+        return bool(
+            self.shift
+            or self.mix_prob > 0
+            or self.freq_masks > 0
+            or self.gain_db > 0
+            or self.freq_shift_bands > 0
+            or self.time_masks > 0
+        )
 
 
 class AugmentedDataset(Dataset):
@@ -84,10 +103,30 @@ class AugmentedDataset(Dataset):
             k = int(rng.integers(0, n))
             x[:n], y[:n] = torch.roll(x[:n], k, 0), torch.roll(y[:n], k, 0)
         bands = x.shape[1]
+        # The transforms added later draw after the earlier ones, so that switching them on
+        # leaves the earlier transforms' draws as they were.
+        shift_bands = (
+            int(rng.integers(-a.freq_shift_bands, a.freq_shift_bands + 1))
+            if a.freq_shift_bands
+            else 0
+        )
+        gain_db = float(rng.uniform(-a.gain_db, a.gain_db)) if a.gain_db > 0 else 0.0
+        if shift_bands or gain_db:
+            db = x[:n] * self.std + self.mean
+            if shift_bands > 0:  # up: band b takes band b - k; the lowest bands repeat band 0
+                db = torch.cat([db[:, :1].expand(-1, shift_bands), db[:, :-shift_bands]], 1)
+            elif shift_bands < 0:
+                k = -shift_bands
+                db = torch.cat([db[:, k:], db[:, -1:].expand(-1, k)], 1)
+            x[:n] = (db + gain_db - self.mean) / self.std
         for _ in range(a.freq_masks):
             width = int(rng.integers(0, min(a.freq_mask_bands, bands) + 1))
             start = int(rng.integers(0, bands - width + 1))
             x[:n, start : start + width] = 0.0
+        for _ in range(a.time_masks if n > 1 else 0):
+            width = int(rng.integers(0, min(a.time_mask_frames, n) + 1))
+            start = int(rng.integers(0, n - width + 1))
+            x[start : start + width] = 0.0
         out["features"], out["targets"] = x, y
         return out
 

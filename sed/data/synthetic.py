@@ -14,11 +14,23 @@ shorter than MERGE_GAP_SECONDS filled. An event never audible is not annotated (
 in the clip).
 docs/synthetic.md gives the definition in full and the oracle ceiling it implies.
 
+Sources (version 3, `sources=True`, the default): each class has SOURCES_PER_CLASS fixed
+sources ("this dog", "this siren"), SOURCE_SPLITS of them heard only in train, validation or
+test, so validation and test measure generalisation to unseen sound sources. A source fixes its
+class renderer's identity parameters (pitch, formants, resonances, pulse timing, harmonic
+amplitudes, ...) up to a small per-event jitter: a Latin-hypercube design per class and dataset
+seed cuts each parameter's range into SOURCES_PER_CLASS equal strata and gives every source its
+own stratum of every parameter (`_Voice`), and fixes each discrete choice (wail or yelp, single or
+double ring, ...) per source, balanced within each split. Recording conditions (loudness
+envelope, SNR, duration, placement, background) are drawn per event as before. `sources=False`
+draws every event's identity from the whole class range: version 2's output, bit-identical.
+Which source each event came from is in `Source.source` and ROOT/metadata/{split}_sources.tsv.
+
 Every clip is drawn from its own generator, seeded by (seed, split, index), so a clip does not
 depend on the other clips or on the split sizes, and the same params give bit-identical files.
 
     python -m sed.data.synthetic ROOT [--seed N] [--n-train N] [--n-validation N] [--n-test N]
-                                      [--clip-seconds S] [--sample-rate SR]
+                                      [--clip-seconds S] [--sample-rate SR] [--no-sources]
 """
 
 from __future__ import annotations
@@ -32,8 +44,9 @@ import os
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +63,9 @@ try:  # POSIX advisory locks keep concurrent ensure() calls (parallel sweeps) fr
 except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None
 
-VERSION = 2  # bump when the generator's output changes for the same params (2: audible extents)
+# Bump when the generator's output changes for the same params. 2: audible extents; 3: the
+# `sources` parameter (default on: per-split sound sources; off: version 2's output).
+VERSION = 3
 SPLITS = ("train", "validation", "test")
 _SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
 SUBTYPE = "PCM_16"  # every clip is written as 16-bit PCM WAV
@@ -61,6 +76,16 @@ FRAME_SECONDS = 0.01  # annotation frame grid; frame t covers samples [t * hop, 
 AUDIBLE_DB = -6.0  # event-to-rest energy ratio in the class band at which a frame is audible
 MERGE_GAP_SECONDS = 1.0  # a class inaudible for less than this stays one annotation
 FLOOR_DB = -100.0  # the rest of the clip counts as at least this loud (dB re full-scale power)
+
+# Sources (see the module docstring and docs/synthetic.md): source ids 0..SOURCES_PER_CLASS - 1 of
+# each class, split by construction (the design's strata are permuted at random, so the order of
+# the ids carries nothing).
+SOURCES_PER_CLASS = 10
+SOURCE_SPLITS: dict[str, range] = {
+    "train": range(0, 6),
+    "validation": range(6, 8),
+    "test": range(8, 10),
+}
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -74,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "empty_fraction": 0.04,
     "max_polyphony": 3,
     "background": True,
+    "sources": True,
 }
 
 
@@ -202,50 +228,120 @@ def _rms(x: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Class renderers: (rng, n requested samples, sr) -> samples (length about n).
+# Sources: the identity draws of a class renderer.
 
 
-def _alarm(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+@functools.lru_cache(maxsize=1024)
+def _design(seed: int, label: str, name: str) -> tuple[int, ...]:
+    """Stratum of parameter `name` per source of `label` (a permutation of the strata): one
+    column of the class's Latin-hypercube design for dataset `seed`."""
+    key = zlib.crc32(f"{label}/{name}".encode())
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3, key]))
+    return tuple(int(k) for k in rng.permutation(SOURCES_PER_CLASS))
+
+
+def source_split(source: int) -> str:
+    """The split whose clips use this source id."""
+    return next(split for split, ids in SOURCE_SPLITS.items() if source in ids)
+
+
+class _Voice:
+    """Identity draws of one event. Free (source None, version 2): the whole range of every
+    parameter, with exactly version 2's rng calls. Of a source: parameter `name` of [lo, hi] only
+    inside the source's stratum of the class's design (a 1 / SOURCES_PER_CLASS slice of the
+    range), each discrete choice fixed per source and balanced within its split."""
+
+    def __init__(
+        self, rng: np.random.Generator, label: str, source: int | None = None, seed: int = 0
+    ):
+        self.rng, self.label, self.source, self.seed = rng, label, source, seed
+
+    def stratum(self, name: str, lo: float, hi: float) -> tuple[float, float]:
+        """The part of [lo, hi] this voice draws parameter `name` from."""
+        if self.source is None:
+            return lo, hi
+        k = _design(self.seed, self.label, name)[self.source]
+        step = (hi - lo) / SOURCES_PER_CLASS
+        return lo + k * step, lo + (k + 1) * step
+
+    def uniform(self, name: str, lo: float, hi: float, size: int | None = None) -> Any:
+        """An identity parameter drawn uniformly from this voice's stratum of [lo, hi]."""
+        return self.rng.uniform(*self.stratum(name, lo, hi), size)
+
+    def timbre(self, name: str, lo: float, hi: float, free: float) -> float:
+        """A parameter version 2 held constant (`free`, no draw); a source draws it like uniform."""
+        return free if self.source is None else float(self.uniform(name, lo, hi))
+
+    def _position(self, name: str) -> float:
+        """Where this source sits in (0, 1) among its split's sources, ordered by `name`'s design."""
+        ids = SOURCE_SPLITS[source_split(self.source)]
+        design = _design(self.seed, self.label, name)
+        rank = sorted(design[i] for i in ids).index(design[self.source])
+        return (rank + 0.5) / len(ids)
+
+    def choice(self, name: str, p: float) -> bool:
+        """True with probability p per event (free), or fixed per source: true for a share of
+        about p of each split's sources (with p = 0.4 or 0.5, every split holds both kinds)."""
+        if self.source is None:
+            return bool(self.rng.random() < p)
+        return self._position(name) < p
+
+    def integers(self, name: str, k: int) -> int:
+        """One of 0..k-1: per event (free), or fixed per source, spread evenly over each split."""
+        if self.source is None:
+            return int(self.rng.integers(k))
+        return int(self._position(name) * k)
+
+
+# --------------------------------------------------------------------------------------------
+# Class renderers: (rng, n requested samples, sr, voice) -> samples (length about n). Identity
+# parameters (what makes a source) come from voice; recording conditions (levels, phases, noise,
+# placement) straight from rng.
+
+
+def _alarm(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """Regular beeps of a bright tone, sometimes alternating between two pitches."""
-    f0 = min(rng.uniform(1800, 3000), 0.4 * sr)
-    f1 = min(f0 * rng.uniform(1.15, 1.3), 0.44 * sr)
-    on, off = rng.uniform(0.08, 0.22), rng.uniform(0.05, 0.2)
+    f0 = min(voice.uniform("pitch", 1800, 3000), 0.4 * sr)
+    f1 = min(f0 * voice.uniform("second_pitch", 1.15, 1.3), 0.44 * sr)
+    on, off = voice.uniform("on", 0.08, 0.22), voice.uniform("off", 0.05, 0.2)
     pulses, total = _layout(rng, n, sr, lambda i: (on, off))
     freq = np.full(total, f0)
-    if rng.random() < 0.4:
+    if voice.choice("alternating", 0.4):
         for start, length in pulses[1::2]:
             freq[start : start + length] = f1
-    return _tone(freq, sr, rng, (1.0, 0.3, 0.12)) * _gate(pulses, total, int(0.004 * sr))
+    amps = (1.0, voice.timbre("h2", 0.1, 0.5, 0.3), voice.timbre("h3", 0.04, 0.25, 0.12))
+    return _tone(freq, sr, rng, amps) * _gate(pulses, total, int(0.004 * sr))
 
 
-def _bird(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _bird(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """Fast high chirps: up/down sweeps and trills with irregular gaps."""
     lo, hi = min(2500.0, 0.3 * sr), min(6500.0, 0.44 * sr)
     pulses, total = _layout(
-        rng, n, sr, lambda i: (rng.uniform(0.03, 0.12), rng.uniform(0.02, 0.15))
+        rng, n, sr, lambda i: (voice.uniform("chirp", 0.03, 0.12), voice.uniform("gap", 0.02, 0.15))
     )
     freq = np.full(total, lo)
     amp = np.zeros(total)
     for start, length in pulses:
         u = np.arange(length) / max(1, length - 1)
-        fa, fb = rng.uniform(lo, hi, size=2)
-        kind = rng.integers(3)
+        fa, fb = voice.uniform("chirp_start", lo, hi), voice.uniform("chirp_end", lo, hi)
+        kind = voice.integers("kind", 3)
         if kind == 0:
             f = fa + (fb - fa) * u
         elif kind == 1:
             f = fa * (fb / fa) ** u
         else:
             centre = 0.5 * (fa + fb)
-            depth = rng.uniform(0.3, 1.0) * min(centre - lo, hi - centre)
-            f = centre + depth * np.sin(2 * np.pi * rng.uniform(20, 45) * np.arange(length) / sr)
+            depth = voice.uniform("trill_depth", 0.3, 1.0) * min(centre - lo, hi - centre)
+            rate = voice.uniform("trill_rate", 20, 45)
+            f = centre + depth * np.sin(2 * np.pi * rate * np.arange(length) / sr)
         freq[start : start + length] = f
         amp[start : start + length] = rng.uniform(0.4, 1.0) * np.sin(
             np.pi * (np.arange(length) + 1) / (length + 1)
         )
-    return _tone(freq, sr, rng, (1.0, 0.15)) * amp
+    return _tone(freq, sr, rng, (1.0, voice.timbre("h2", 0.05, 0.3, 0.15))) * amp
 
 
-def _car(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _car(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """A passing car: engine harmonics and tyre noise whose pitch drops as it passes (Doppler)."""
     t = np.arange(n) / sr
     dur = n / sr
@@ -254,46 +350,55 @@ def _car(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     doppler = 1 - v * np.tanh((t - tc) / (0.35 * width))  # 1+v approaching, 1-v receding
     edges = np.minimum(np.arange(n) + 1, n - np.arange(n)) / (0.15 * n + 1)
     passby = np.minimum(1.0, edges) / (1 + ((t - tc) / width) ** 2)  # fades in and out
-    f_engine = rng.uniform(25, 45) * doppler
-    engine = _tone(f_engine, sr, rng, [1 / k for k in range(1, 17)])
+    f_engine = voice.uniform("engine", 25, 45) * doppler
+    rolloff = voice.timbre("rolloff", 0.6, 1.4, 1.0)  # harmonic k at k ** -rolloff
+    engine = _tone(f_engine, sr, rng, [k**-rolloff for k in range(1, 17)])
     nper = 2 ** int(round(math.log2(0.032 * sr)))
     hop = nper // 4
     freqs, frames, z = signal.stft(rng.standard_normal(n), fs=sr, nperseg=nper, noverlap=nper - hop)
-    centre = rng.uniform(450, 1000) * np.interp(frames, t, doppler)
+    centre = voice.uniform("tyre", 450, 1000) * np.interp(frames, t, doppler)
     fpos = np.maximum(freqs, 1.0)[:, None]
     mask = np.exp(-0.5 * (np.log2(fpos / centre[None, :]) / 0.7) ** 2)
     mask += 0.5 / (1 + (fpos / 250.0) ** 2)
     mask[freqs > _fmax(sr)] = 0
     _, tyre = signal.istft(z * mask, fs=sr, nperseg=nper, noverlap=nper - hop)
     tyre = np.pad(tyre, (0, max(0, n - len(tyre))))[:n]
-    mix = engine / _rms(engine) * rng.uniform(0.3, 1.0) + tyre / _rms(tyre)
+    mix = engine / _rms(engine) * voice.uniform("engine_level", 0.3, 1.0) + tyre / _rms(tyre)
     return mix * passby
 
 
-def _dog(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _dog(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """Barks: short harmonic bursts with a falling pitch, formants and breathy noise."""
-    pulses, total = _layout(rng, n, sr, lambda i: (rng.uniform(0.15, 0.3), rng.uniform(0.12, 0.4)))
+    pulses, total = _layout(
+        rng, n, sr, lambda i: (voice.uniform("bark", 0.15, 0.3), voice.uniform("gap", 0.12, 0.4))
+    )
     f0 = np.full(total, 400.0)
     env = np.zeros(total)
     for start, length in pulses:
         u = np.arange(length) / length
-        f_start = rng.uniform(350, 650)
-        f0[start : start + length] = f_start * rng.uniform(0.55, 0.8) ** u
+        f_start = voice.uniform("pitch", 350, 650)
+        f0[start : start + length] = f_start * voice.uniform("fall", 0.55, 0.8) ** u
         attack = max(1, int(0.008 * sr))
-        decay = np.exp(-u * rng.uniform(2.0, 4.0))
+        decay = np.exp(-u * voice.uniform("decay", 2.0, 4.0))
         env[start : start + length] = decay * _ramp(length, attack) * rng.uniform(0.6, 1.0)
     formants = np.array(
-        [[rng.uniform(700, 1100)], [rng.uniform(1600, 2400)], [rng.uniform(2700, 3300)]]
+        [
+            [voice.uniform("f1", 700, 1100)],
+            [voice.uniform("f2", 1600, 2400)],
+            [voice.uniform("f3", 2700, 3300)],
+        ]
     ) * np.ones((1, total))
-    voiced = _formant_synth(f0, formants, sr, rng, tilt=0.5, bandwidths=(150, 200, 250))
+    tilt = voice.timbre("tilt", 0.3, 0.8, 0.5)
+    voiced = _formant_synth(f0, formants, sr, rng, tilt=tilt, bandwidths=(150, 200, 250))
     breath = _bandpassed_noise(rng, total, sr, 600.0, 3500.0)
-    return (voiced / _rms(voiced) + rng.uniform(0.15, 0.5) * breath / _rms(breath)) * env
+    breathiness = voice.uniform("breath", 0.15, 0.5)
+    return (voiced / _rms(voiced) + breathiness * breath / _rms(breath)) * env
 
 
-def _footsteps(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _footsteps(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """Impulse train of heel/toe noise bursts through a low body resonance and a click resonance."""
-    interval = rng.uniform(0.4, 0.65)
-    burst = rng.uniform(0.01, 0.03)
+    interval = voice.uniform("interval", 0.4, 0.65)
+    burst = voice.uniform("burst", 0.01, 0.03)
     ring = 0.08
     starts = [0]
     while True:
@@ -301,7 +406,7 @@ def _footsteps(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         if nxt + int((burst + ring) * sr) > n:
             break
         starts.append(nxt)
-    toe = rng.uniform(0.04, 0.09)
+    toe = voice.uniform("toe", 0.04, 0.09)
     total = starts[-1] + int((toe + burst + ring) * sr)
     excitation = np.zeros(total)
     blen = max(2, int(burst * sr))
@@ -311,43 +416,48 @@ def _footsteps(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         excitation[s : s + blen] += level * shape * rng.standard_normal(blen)
         t0 = s + int(toe * sr)
         excitation[t0 : t0 + blen] += 0.5 * level * shape * rng.standard_normal(blen)
-    b, a = signal.iirpeak(rng.uniform(70, 180), rng.uniform(2, 5), fs=sr)
+    b, a = signal.iirpeak(voice.uniform("body", 70, 180), voice.uniform("body_q", 2, 5), fs=sr)
     body = signal.lfilter(b, a, excitation)
-    b, a = signal.iirpeak(min(rng.uniform(1500, 3500), _fmax(sr)), rng.uniform(2, 4), fs=sr)
+    click_f = min(voice.uniform("click", 1500, 3500), _fmax(sr))
+    b, a = signal.iirpeak(click_f, voice.uniform("click_q", 2, 4), fs=sr)
     click = signal.lfilter(b, a, excitation)
-    return body / _rms(body) + rng.uniform(0.1, 0.6) * click / _rms(click)
+    return body / _rms(body) + voice.uniform("click_level", 0.1, 0.6) * click / _rms(click)
 
 
-def _phone(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _phone(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """A ringing phone: dual-tone bursts with a fast bell-like trill, single or double rings."""
-    f1 = rng.uniform(700, 1300)
-    f2 = f1 * rng.uniform(1.12, 1.35)
-    trill = rng.uniform(15, 25)
-    if rng.random() < 0.5:
-        on, off = rng.uniform(0.4, 1.0), rng.uniform(0.2, 0.5)
+    f1 = voice.uniform("tone", 700, 1300)
+    f2 = f1 * voice.uniform("second_tone", 1.12, 1.35)
+    trill = voice.uniform("trill", 15, 25)
+    if voice.choice("single_ring", 0.5):
+        on, off = voice.uniform("on", 0.4, 1.0), voice.uniform("off", 0.2, 0.5)
         pulses, total = _layout(rng, n, sr, lambda i: (on, off))
     else:
-        on, short, long = rng.uniform(0.3, 0.45), rng.uniform(0.15, 0.25), rng.uniform(0.6, 0.9)
+        on = voice.uniform("double_on", 0.3, 0.45)
+        short = voice.uniform("double_short", 0.15, 0.25)
+        long = voice.uniform("double_long", 0.6, 0.9)
         pulses, total = _layout(rng, n, sr, lambda i: (on, short if i % 2 == 0 else long))
     t = np.arange(total) / sr
-    x = _tone(np.full(total, f1), sr, rng, (1.0, 0.0, 0.15)) + _tone(
-        np.full(total, f2), sr, rng, (0.8,)
+    h3, level2 = voice.timbre("h3", 0.05, 0.3, 0.15), voice.timbre("second_level", 0.5, 1.0, 0.8)
+    x = _tone(np.full(total, f1), sr, rng, (1.0, 0.0, h3)) + _tone(
+        np.full(total, f2), sr, rng, (level2,)
     )
     am = 0.6 + 0.4 * np.sin(2 * np.pi * trill * t + rng.uniform(0, 2 * np.pi))
     return x * am * _gate(pulses, total, int(0.01 * sr))
 
 
-def _siren(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _siren(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """A siren: harmonic tone whose pitch wails (slow sine) or yelps (fast rising saw)."""
     t = np.arange(n) / sr
-    centre = rng.uniform(650, 1000)
-    depth = rng.uniform(0.2, 0.4) * centre
+    centre = voice.uniform("centre", 650, 1000)
+    depth = voice.uniform("depth", 0.2, 0.4) * centre
     start = rng.uniform(0, 2 * np.pi)
-    if rng.random() < 0.5:
-        shape = np.sin(2 * np.pi * rng.uniform(0.15, 0.5) * t + start)
+    if voice.choice("wail", 0.5):
+        shape = np.sin(2 * np.pi * voice.uniform("wail_rate", 0.15, 0.5) * t + start)
     else:
-        shape = signal.sawtooth(2 * np.pi * rng.uniform(2.5, 5.0) * t + start)
-    return _tone(centre + depth * shape, sr, rng, (1.0, 0.5, 0.3, 0.15))
+        shape = signal.sawtooth(2 * np.pi * voice.uniform("yelp_rate", 2.5, 5.0) * t + start)
+    b = voice.timbre("brightness", 0.6, 1.2, 1.0)  # scales harmonic k by b ** (k - 1)
+    return _tone(centre + depth * shape, sr, rng, (1.0, 0.5 * b, 0.3 * b**2, 0.15 * b**3))
 
 
 _VOWELS = np.array(  # F1, F2, F3 (Hz): a, e, i, o, u, ae, er
@@ -364,32 +474,33 @@ _VOWELS = np.array(  # F1, F2, F3 (Hz): a, e, i, o, u, ae, er
 )
 
 
-def _speech(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def _speech(rng: np.random.Generator, n: int, sr: int, voice: _Voice) -> np.ndarray:
     """Voice-like babble: gliding f0 with vibrato, vowel formants per syllable, some fricatives."""
     t = np.arange(n) / sr
     dur = n / sr
-    f_base = rng.uniform(90, 240)
+    f_base = voice.uniform("pitch", 90, 240)
     knots = np.arange(0, dur + 0.3, 0.3)
     intonation = np.interp(t, knots, rng.normal(0, 0.05, len(knots)))
-    vibrato = rng.uniform(0.01, 0.03) * np.sin(
-        2 * np.pi * rng.uniform(4, 7) * t + rng.uniform(0, 2 * np.pi)
+    vibrato = voice.uniform("vibrato_depth", 0.01, 0.03) * np.sin(
+        2 * np.pi * voice.uniform("vibrato_rate", 4, 7) * t + rng.uniform(0, 2 * np.pi)
     )
     f0 = f_base * (1 + 0.1 * (0.5 - t / dur)) * (1 + intonation) * (1 + vibrato)
     edges = [0.0]
     while edges[-1] < dur:
-        edges.append(edges[-1] + rng.uniform(0.12, 0.3))
+        edges.append(edges[-1] + voice.uniform("syllable", 0.12, 0.3))
     edges_arr = np.minimum(np.array(edges), dur)
     n_syl = len(edges_arr) - 1
     centres = 0.5 * (edges_arr[:-1] + edges_arr[1:])
-    scale = rng.uniform(0.95, 1.05) * (1 + (f_base - 90) / 150 * 0.15)
+    scale = voice.uniform("vowel_scale", 0.95, 1.05) * (1 + (f_base - 90) / 150 * 0.15)
     vowels = _VOWELS[rng.integers(len(_VOWELS), size=n_syl)] * scale
     formants = np.stack([np.interp(t, centres, vowels[:, i]) for i in range(3)])
-    voiced = _formant_synth(f0, formants, sr, rng)
+    voiced = _formant_synth(f0, formants, sr, rng, tilt=voice.timbre("tilt", 0.6, 1.1, 0.8))
     syl = np.clip(np.searchsorted(edges_arr, t, side="right") - 1, 0, n_syl - 1)
     u = (t - edges_arr[syl]) / np.maximum(edges_arr[syl + 1] - edges_arr[syl], 1e-9)
     levels = rng.uniform(0.5, 1.0, n_syl)
     env = levels[syl] * (0.15 + 0.85 * np.sin(np.pi * np.clip(u, 0, 1)) ** 0.7)
-    fricative = np.where(rng.random(n_syl) < 0.25, rng.uniform(0.2, 0.5, n_syl), 0.0)[syl]
+    hissing = rng.random(n_syl) < 0.25
+    fricative = np.where(hissing, voice.uniform("fricative", 0.2, 0.5, n_syl), 0.0)[syl]
     hiss = _bandpassed_noise(rng, n, sr, min(2500.0, 0.3 * sr), 6000.0)
     return (voiced / _rms(voiced) + fricative * hiss / _rms(hiss)) * env
 
@@ -398,7 +509,7 @@ def _speech(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 class _Spec:
     duration: tuple[float, float]  # requested duration range (s); pulse classes end on a pulse
     band: tuple[float, float]  # where most of the energy lies (Hz); the SNR is measured there
-    render: Callable[[np.random.Generator, int, int], np.ndarray]
+    render: Callable[[np.random.Generator, int, int, _Voice], np.ndarray]
 
 
 _SPECS: dict[str, _Spec] = {
@@ -447,12 +558,24 @@ def _loudness(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 
 def render_event(
-    label: str, seconds: float, sample_rate: int, rng: np.random.Generator
+    label: str,
+    seconds: float,
+    sample_rate: int,
+    rng: np.random.Generator,
+    source: int | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
-    """One event of `label` (about `seconds` long, shaped by a loudness envelope), unscaled."""
+    """One event of `label` (about `seconds` long, shaped by a loudness envelope), unscaled.
+
+    source: None draws the identity from the class's whole ranges (version 2); else an id in
+    0..SOURCES_PER_CLASS - 1 of the class's sources under the design of dataset `seed`.
+    """
     if label not in _SPECS:
         raise SyntheticError(f"unknown synthetic class {label!r}; known: {CLASSES}")
-    x = _SPECS[label].render(rng, max(1, int(seconds * sample_rate)), sample_rate)
+    if source is not None and source not in range(SOURCES_PER_CLASS):
+        raise SyntheticError(f"source {source!r} not in 0..{SOURCES_PER_CLASS - 1}")
+    voice = _Voice(rng, label, source, seed)
+    x = _SPECS[label].render(rng, max(1, int(seconds * sample_rate)), sample_rate, voice)
     return x * _loudness(rng, len(x), sample_rate)
 
 
@@ -514,6 +637,7 @@ class Source:
     label: str
     start: int
     signal: np.ndarray  # float64, scaled exactly as mixed into the clip
+    source: int | None = None  # its class's source id (SOURCE_SPLITS); None: sources=False
 
     @property
     def stop(self) -> int:
@@ -646,11 +770,13 @@ def _render(split: str, index: int, params: dict[str, Any]) -> Scene:
     sources: list[Source] = []
     mix = bg.copy() if params["background"] else np.zeros(n_clip)
     gap = int(0.1 * sr)
+    ids = SOURCE_SPLITS[split]
     for _ in range(n_events):
         label = CLASSES[int(rng.integers(len(CLASSES)))]
+        source = ids[int(rng.integers(len(ids)))] if params["sources"] else None
         spec = _SPECS[label]
         seconds = min(rng.uniform(*spec.duration), 0.9 * params["clip_seconds"])
-        x = render_event(label, seconds, sr, rng)[:n_clip]
+        x = render_event(label, seconds, sr, rng, source, params["seed"])[:n_clip]
         n = len(x)
         snr = rng.uniform(*params["snr_db"])
         for _attempt in range(30):
@@ -671,11 +797,11 @@ def _render(split: str, index: int, params: dict[str, Any]) -> Scene:
         x = x * np.sqrt(10 ** (snr / 10) * p_bg / max(p_ev, 1e-30))
         mix[start:stop] += x
         active[start:stop] += 1
-        sources.append(Source(label, start, x))
+        sources.append(Source(label, start, x, source))
     peak = float(np.max(np.abs(mix))) if n_clip else 0.0
     if peak > PEAK:
         mix *= PEAK / peak
-        sources = [Source(s.label, s.start, s.signal * (PEAK / peak)) for s in sources]
+        sources = [replace(s, signal=s.signal * (PEAK / peak)) for s in sources]
     audio = mix.astype(np.float32)
     spans, heard = _annotate(audio.astype(np.float64), sources, sr)
     events = pd.DataFrame(
@@ -694,7 +820,7 @@ def render_scene(split: str, index: int, **params: Any) -> Scene:
     """Clip `index` of `split` exactly as generate writes it, with its rendered events.
 
     params are generate's (defaults from DEFAULTS); `background=False` leaves out the noise but
-    keeps every event's level.
+    keeps every event's level. Scene.sources[i].source says which source each event came from.
     """
     return _render(split, index, _check_params(params))
 
@@ -757,11 +883,13 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
         "empty_fraction": number("empty_fraction", float, 0.0, 1.0),
         "max_polyphony": number("max_polyphony", int, 1, 100),
         "background": p["background"],
+        "sources": p["sources"],
     }
-    if not isinstance(out["background"], bool):
-        raise SyntheticError(
-            f"synthetic dataset parameter background={out['background']!r} must be true or false"
-        )
+    for key in ("background", "sources"):
+        if not isinstance(out[key], bool):
+            raise SyntheticError(
+                f"synthetic dataset parameter {key}={out[key]!r} must be true or false"
+            )
     return out
 
 
@@ -782,7 +910,7 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
         for split in SPLITS:
             audio_dir = folder / "audio" / split
             audio_dir.mkdir(parents=True)
-            tables, names, durations = [], [], []
+            tables, names, durations, rendered_rows = [], [], [], []
             poly = np.zeros(params["max_polyphony"] + 1, dtype=np.int64)
             rendered = inaudible = 0
             for index in range(sizes[split]):
@@ -800,6 +928,10 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
                 poly += np.bincount(active, minlength=len(poly))[: len(poly)]
                 rendered += len(scene.sources)
                 inaudible += scene.heard.count(False)
+                rendered_rows += [
+                    (name, src.start / sr, src.stop / sr, src.label, src.source, heard)
+                    for src, heard in zip(scene.sources, scene.heard, strict=True)
+                ]
                 bar.update()
             events = (
                 pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
@@ -818,6 +950,16 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> dict
                 "events_per_class": {c: int(counts.get(c, 0)) for c in CLASSES},
                 "polyphony_seconds": {str(k): round(int(v) / sr, 3) for k, v in enumerate(poly)},
             }
+            if params["sources"]:  # every rendered event with its source (audible or not)
+                columns = ["filename", "start", "stop", "event_label", "source", "heard"]
+                rendered_events = pd.DataFrame(rendered_rows, columns=columns)
+                rendered_events.to_csv(
+                    folder / "metadata" / f"{split}_sources.tsv", sep="\t", index=False
+                )
+                used = rendered_events.groupby("event_label")["source"].unique()
+                stats[split]["sources_per_class"] = {
+                    c: sorted(int(i) for i in used.get(c, [])) for c in CLASSES
+                }
     return stats
 
 
@@ -904,12 +1046,15 @@ def generate(
     empty_fraction: float = 0.04,
     max_polyphony: int = 3,
     background: bool = True,
+    sources: bool = True,
     progress: bool = True,
 ) -> Path:
     """Write the synthetic set to root (DESIGN folder format + durations + synthetic.json).
 
     snr_db: per-event SNR range (dB, in the class's band vs the local background);
-    events_per_clip: [min, max] events tried per clip; empty_fraction: share of clips with none.
+    events_per_clip: [min, max] events tried per clip; empty_fraction: share of clips with none;
+    sources: per-split sound sources (metadata/{split}_sources.tsv lists every rendered event
+    with its source); False gives version 2's set.
     """
     params = _check_params(
         {
@@ -924,6 +1069,7 @@ def generate(
             "empty_fraction": empty_fraction,
             "max_polyphony": max_polyphony,
             "background": background,
+            "sources": sources,
         }
     )
     root = Path(root)
@@ -967,6 +1113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--empty-fraction", type=float, default=DEFAULTS["empty_fraction"])
     parser.add_argument("--max-polyphony", type=int, default=DEFAULTS["max_polyphony"])
+    parser.add_argument(
+        "--sources",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS["sources"],
+        help="per-split sound sources (default); --no-sources writes the version 2 set",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -982,6 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events_per_clip=args.events_per_clip,
             empty_fraction=args.empty_fraction,
             max_polyphony=args.max_polyphony,
+            sources=args.sources,
         )
     except SyntheticError as err:
         parser.error(str(err))
