@@ -111,6 +111,7 @@ def run_tuning(
     criterion: str | None,
     per_class: bool | None = None,
     class_thresholds: bool | None = None,
+    max_segment_f1_drop: float | None = None,
 ) -> Tuning:
     """The run's post-processing search settings (plain values only: nothing read from the run
     selects code), with `criterion` / `per_class` / `class_thresholds` replacing the run's when
@@ -129,7 +130,11 @@ def run_tuning(
         class_thresholds=(
             stored.get("class_thresholds", False) if class_thresholds is None else class_thresholds
         ),
-        max_segment_f1_drop=stored.get("max_segment_f1_drop"),
+        max_segment_f1_drop=(
+            stored.get("max_segment_f1_drop")
+            if max_segment_f1_drop is None
+            else max_segment_f1_drop
+        ),
         space=SearchSpace(**space),
     )
 
@@ -148,6 +153,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
     for key in ("tune_per_class", "tune_class_thresholds"):
         if cfg.get(key) not in (None, True, False):
             raise ConfigError(f"{key} must be true, false or null, got {cfg.get(key)!r}")
+    drop = cfg.get("tune_max_segment_f1_drop")
+    if drop is not None and (
+        isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1
+    ):
+        raise ConfigError(
+            f"tune_max_segment_f1_drop must be null or a number in [0, 1], got {drop!r}"
+        )
     thresholds = sweep_thresholds(cfg)
     device = resolve_device(cfg.device)
     trained = load_trained(
@@ -173,6 +185,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, An
             cfg.get("tune_criterion"),
             cfg.get("tune_per_class"),
             cfg.get("tune_class_thresholds"),
+            cfg.get("tune_max_segment_f1_drop"),
         )
         pp = PostProcessing.from_dict(
             OmegaConf.to_container(train_cfg.postprocess, resolve=True),

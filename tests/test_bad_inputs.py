@@ -329,6 +329,11 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
         ConfigError,
         r"^tune_class_thresholds must be true, false or null, got 2$",
     ),
+    "evaluate tune_max_segment_f1_drop=2": (
+        lambda w: w.evaluate(tune=True, tune_max_segment_f1_drop=2),
+        ConfigError,
+        r"^tune_max_segment_f1_drop must be null or a number in \[0, 1\], got 2$",
+    ),
     "evaluate tune_per_class=maybe": (
         lambda w: w.evaluate(tune=True, tune_per_class="maybe"),
         ConfigError,
