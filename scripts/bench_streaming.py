@@ -1,7 +1,19 @@
-"""Time streaming prediction of one long recording, and PSDS on long files.
+"""Memory and speed of streaming prediction on long recordings, and PSDS on long files.
 
+    python scripts/bench_streaming.py growth [--minutes 20 120] [--threads 1] [--repeats 1]
     python scripts/bench_streaming.py predict [--minutes 60] [--chunk-seconds 60] [--threads 2]
     python scripts/bench_streaming.py psds [--minutes 10] [--classes 8] [--reference]
+
+growth (the headline, issue 22): `python -m sed.predict` of the default job's model (a checkpoint
+of it with random weights, written to `--dir`) on noise-and-tones recordings of each `--minutes`,
+each run in a fresh process whose peak resident memory is read from os.wait4 (ru_maxrss, the
+whole process: imports, model, streaming, post-processing, the event table). Prints peak RSS per
+length, the growth from the shortest to the longest (goal: at most 64 MB from 20 to 120 min) and
+the real-time factor (audio seconds per second: of the streaming alone, as sed.predict logs it,
+and of the whole process; goal: at least 100x). With `--repeats N` each length runs N times and
+its largest peak and its fastest run count. `--save-probabilities` also writes the [T, C]
+probabilities. Peak RSS varies by some 30-60 MB from run to run (the allocator's layout of the
+chunks' buffers): compare lengths with `--repeats 2` or more.
 
 predict: writes a noise-and-tones recording of `--minutes` at 44.1 kHz (resampled to 16 kHz when
 read, as a field recording would be) and predicts it with the default job's model and features
@@ -21,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -30,6 +44,8 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE, FILE_RATE, HOP = 16000, 44100, 320
+REPO = Path(__file__).resolve().parents[1]
+GROWTH_GOAL_MB, SPEED_GOAL = 64, 100
 
 
 def rss_mib() -> float:
@@ -80,6 +96,108 @@ def default_model():
         config_yaml="",
         epoch=0,
     )
+
+
+def write_checkpoint(path: Path) -> Path:
+    """default_model() as the checkpoint sed.predict loads (the fields sed.train saves)."""
+    from omegaconf import OmegaConf
+
+    from sed.checkpoints import model_spec, save_checkpoint
+
+    if path.exists():
+        return path
+    trained = default_model()
+    kwargs = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "model" / "crnn.yaml"))
+    target = kwargs.pop("_target_")
+    kwargs.update(n_mels=trained.logmel.params["n_mels"], num_classes=len(trained.classes))
+    state = {
+        "model_spec": model_spec(target, kwargs),
+        "model": trained.model.state_dict(),
+        "features": trained.logmel.params,
+        "classes": trained.classes,
+        "normalizer": trained.normalizer.state_dict(),
+        "postprocess": trained.postprocessing.to_dict(),
+        "config_yaml": "",
+    }
+    save_checkpoint(state, path)
+    return path
+
+
+def run_sed_predict(checkpoint: Path, recording: Path, out: Path, args) -> dict:
+    """`python -m sed.predict` in a fresh process: its peak RSS (os.wait4), wall time and the
+    streaming time it logs."""
+    cmd = [sys.executable, "-m", "sed.predict", f"checkpoint={checkpoint}", f"input={recording}",
+           f"output={out / 'events.tsv'}", "device=cpu", f"chunk_seconds={args.chunk_seconds}",
+           f"save_probabilities={str(args.save_probabilities).lower()}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "predict.log"
+    began = time.perf_counter()
+    with open(log, "w") as handle:
+        child = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=out)
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - began
+    child.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text()
+    if child.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({child.returncode}):\n{text[-2000:]}")
+    streamed = re.search(r"streamed in ([\d.]+) s", text)
+    events = re.search(r"(\d+) events in", text)
+    import soundfile as sf
+
+    audio = sf.info(str(recording)).duration
+    return {"minutes": audio / 60, "peak_mb": usage.ru_maxrss / 1024, "seconds": seconds,
+            "stream_seconds": float(streamed[1]) if streamed else float("nan"),
+            "realtime_process": audio / seconds,
+            "realtime_stream": audio / float(streamed[1]) if streamed else float("nan"),
+            "events": int(events[1]) if events else 0}  # fmt: skip
+
+
+def growth_table(args) -> dict:
+    """The headline: peak RSS of sed.predict per recording length, and its growth."""
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = write_checkpoint(folder / "bench_streaming_default_model.pt")
+    rows, load = [], [os.getloadavg()[0]]
+    for minutes in args.minutes:
+        recording = write_recording(folder / f"recording_{minutes:g}min.wav", minutes)
+        runs = [run_sed_predict(checkpoint, recording, folder / f"predict_{minutes:g}min", args)
+                for _ in range(args.repeats)]  # fmt: skip
+        # the largest peak (memory) and the fastest run (speed: the others waited for the CPU)
+        row = dict(max(runs, key=lambda r: r["peak_mb"]))
+        fastest = min(runs, key=lambda r: r["stream_seconds"])
+        row.update({k: fastest[k] for k in ("seconds", "stream_seconds", "realtime_process",
+                                             "realtime_stream")})  # fmt: skip
+        row["peaks_mb"] = [r["peak_mb"] for r in runs]
+        rows.append(row)
+    load.append(os.getloadavg()[0])
+    growth = rows[-1]["peak_mb"] - rows[0]["peak_mb"]
+    slowest = min(r["realtime_stream"] for r in rows)
+    result = {"rows": rows, "growth_mb": growth, "threads": args.threads,
+              "chunk_seconds": args.chunk_seconds, "save_probabilities": args.save_probabilities,
+              "load_average": load,
+              "growth_ok": growth <= GROWTH_GOAL_MB, "speed_ok": slowest >= SPEED_GOAL}  # fmt: skip
+    first, last = rows[0], rows[-1]
+    print(f"sed.predict, default model, {FILE_RATE} Hz recordings read at {SAMPLE_RATE} Hz, chunk "
+          f"{args.chunk_seconds:g} s, {args.threads} thread(s), save_probabilities="
+          f"{str(args.save_probabilities).lower()}, {args.repeats} run(s) per length (the largest "
+          f"peak, the fastest run); load average {load[0]:.1f} -> {load[1]:.1f}\n")  # fmt: skip
+    print(f"**peak RSS {first['peak_mb']:.0f} MB at {first['minutes']:g} min -> "
+          f"{last['peak_mb']:.0f} MB at {last['minutes']:g} min: growth {growth:+.0f} MB** "
+          f"(goal <= {GROWTH_GOAL_MB} MB: {'met' if result['growth_ok'] else 'NOT met'}); "
+          f"streaming >= {slowest:.0f}x real time (goal >= {SPEED_GOAL}x: "
+          f"{'met' if result['speed_ok'] else 'NOT met'})\n")  # fmt: skip
+    print("| recording | peak RSS (MB) | runs' peaks | process s | x real time (process) | "
+          "streaming s | x real time (streaming) | events |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['minutes']:g} min | {r['peak_mb']:.0f} | "
+              f"{', '.join(f'{p:.0f}' for p in r['peaks_mb'])} | {r['seconds']:.1f} | "
+              f"{r['realtime_process']:.0f} | {r['stream_seconds']:.1f} | "
+              f"{r['realtime_stream']:.0f} | {r['events']} |")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def run_predict(path: Path, mode: str, chunk_seconds: float, threads: int) -> dict:
@@ -182,6 +300,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("growth", help="peak RSS of sed.predict at two lengths (the headline)")
+    g.add_argument("--minutes", type=float, nargs="+", default=[20.0, 120.0])
+    g.add_argument("--chunk-seconds", type=float, default=60.0)
+    g.add_argument("--threads", type=int, default=1)
+    g.add_argument("--repeats", type=int, default=1)
+    g.add_argument("--save-probabilities", action="store_true")
+    g.add_argument("--dir", default="/tmp/bench_streaming", help="recordings, checkpoint, outputs")
+    g.add_argument("--json", help="also write the results to this JSON file")
     p = sub.add_parser("predict")
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--chunk-seconds", type=float, default=60.0)
@@ -193,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--classes", type=int, default=8)
     q.add_argument("--reference", action="store_true", help="also time sed_scores_eval itself")
     args = parser.parse_args(argv)
-    predict_table(args) if args.what == "predict" else psds_table(args)
+    {"growth": growth_table, "predict": predict_table, "psds": psds_table}[args.what](args)
 
 
 if __name__ == "__main__":

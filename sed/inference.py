@@ -229,14 +229,30 @@ class TrainedModel:
         needs the model's `stream` (CRNN) and features without a per-file top_db clamp."""
         return hasattr(self.model, "stream") and self.logmel.top_db is None
 
+    def stream_shape(self, num_samples: int) -> tuple[int, int]:
+        """The shape [T, C] of `stream`'s probabilities for a file of `num_samples` samples."""
+        return num_frames(num_samples, self.logmel.hop_length), len(self.classes)
+
     @torch.no_grad()
-    def stream(self, reader: AudioReader, chunk_frames: int, progress: bool = False) -> np.ndarray:
+    def stream(
+        self,
+        reader: AudioReader,
+        chunk_frames: int,
+        progress: bool = False,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Probabilities [T, C] of a whole file read and predicted `chunk_frames` frames at a time:
         memory is bounded by the chunk, and the result is the one-pass result to float tolerance.
 
         Each chunk of frames [a, b) gets the audio its feature windows cover (zero outside the
         file, sed.features' frame grid), receptive_field_radius frames of conv context either
         side, and the previous chunk's GRU state (the fed-back label follows from it).
+
+        The probabilities go into `out` (float32 [T, C], see `stream_shape`; e.g. a np.memmap of
+        the file they are saved to), or into one array allocated before the first chunk: no
+        per-chunk array outlives its chunk. Kept per-chunk arrays pinned the allocator's heap
+        between the chunks' large transient buffers, so that memory grew with the recording
+        (docs/benchmarks.md, issue 22).
         """
         if not self.streams:
             raise ConfigError("this model cannot be streamed (needs CRNN.stream and top_db=null)")
@@ -244,10 +260,15 @@ class TrainedModel:
             raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
         hop, n_fft = self.logmel.hop_length, self.logmel.n_fft
         left = n_fft // 2 - hop // 2  # feature frame i's window starts at sample i*hop - left
-        total = num_frames(reader.num_samples, hop)
+        shape = self.stream_shape(reader.num_samples)
+        total = shape[0]
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
         radius = self.model.receptive_field_radius
         self.model.eval()
-        state, out = None, []
+        state = None
         starts = range(0, total, chunk_frames)
         for a in tqdm(
             starts, desc="chunks", unit="chunk", leave=False, disable=None if progress else True
@@ -257,6 +278,7 @@ class TrainedModel:
             first = max(0, fa - -(-left // hop))  # audio from a frame boundary covering fa's window
             waveform = reader.read(first * hop, (fb - 1) * hop - left + n_fft)
             features = torch.from_numpy(self.features(waveform)[fa - first : fb - first])
+            del waveform  # this chunk's buffers go before the next chunk's are allocated
             with torch.autocast(
                 self.device.type,
                 dtype=torch.bfloat16,
@@ -265,8 +287,10 @@ class TrainedModel:
                 logits, state = self.model.stream(
                     features[None].to(self.device), state, context=(a - fa, fb - b)
                 )
-            out.append(torch.sigmoid(logits.float())[0].cpu().numpy())
-        return np.concatenate(out)
+            del features
+            out[a:b] = torch.sigmoid(logits[0].float()).cpu().numpy()
+            del logits
+        return out
 
 
 def load_trained(

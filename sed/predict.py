@@ -2,16 +2,19 @@
 model to new audio of any sample rate and channel count and write a DESED event table.
 
 A file longer than `chunk_seconds` is read and predicted a chunk at a time (`TrainedModel.stream`),
-so memory is bounded by the chunk, not the recording, with the probabilities of one pass. A file
-that cannot be read is skipped: the others are predicted and written, the failures are listed,
-and the exit status is 1.
+so memory is bounded by the chunk, not the recording, with the probabilities of one pass (with
+save_probabilities they go into their .npy file as they come, a memory map). A file that cannot
+be read is skipped: the others are predicted and written, the failures are listed, and the exit
+status is 1.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 
@@ -90,13 +93,49 @@ def chunk_frames(cfg: DictConfig, trained: TrainedModel) -> int | None:
     return max(1, round(seconds / trained.hop_seconds))
 
 
-def stream_file(trained: TrainedModel, reader: AudioReader, chunk: int, name: str) -> np.ndarray:
-    """Probabilities of one long file, a chunk at a time; logs the throughput."""
+def stream_file(
+    trained: TrainedModel,
+    reader: AudioReader,
+    chunk: int,
+    name: str,
+    prob_dir: Path | None = None,
+    mapped: dict[str, Path] | None = None,
+) -> np.ndarray:
+    """Probabilities of one long file, a chunk at a time; logs the throughput. With `prob_dir`
+    they are written as they come into a memory-mapped .npy at a temporary name beside
+    prob_dir/NAME.npy, recorded in `mapped` (name -> file) for `save_probabilities`."""
     began = time.perf_counter()
-    probs = trained.stream(reader, chunk, progress=True)
+    out = None
+    if prob_dir is not None and mapped is not None:
+        path = prob_dir / (name + ".npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mapped[name] = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        shape = trained.stream_shape(reader.num_samples)
+        out = np.lib.format.open_memmap(mapped[name], "w+", np.float32, shape)
+    try:
+        probs = trained.stream(reader, chunk, progress=True, out=out)
+    except BaseException:
+        if name in (mapped or {}):
+            mapped.pop(name).unlink(missing_ok=True)
+        raise
     seconds = reader.num_samples / reader.sample_rate
     log.info("%s: %.0f s of audio streamed in %.1f s", name, seconds, time.perf_counter() - began)
     return probs
+
+
+def save_probabilities(
+    probs: dict[str, np.ndarray], prob_dir: Path, mapped: dict[str, Path]
+) -> None:
+    """Write probs[name] to prob_dir/NAME.npy for every file: the memory-mapped ones (`mapped`,
+    name -> temporary file, from `stream_file`) flushed and renamed, the others written
+    atomically."""
+    for name, p in probs.items():
+        path = prob_dir / (name + ".npy")
+        if name in mapped:
+            p.flush()
+            os.replace(mapped.pop(name), path)
+        else:
+            atomic_write(path, partial(np.save, arr=p, allow_pickle=False))
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
@@ -121,40 +160,46 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     sample_rate = trained.logmel.params["sample_rate"]
     chunk = chunk_frames(cfg, trained)
     probs: dict[str, np.ndarray] = {}
+    mapped: dict[str, Path] = {}  # memory-mapped probabilities (save_probabilities)
     durations: dict[str, float] = {}
     failures: dict[str, str] = {}
-    with tqdm(total=len(names), desc="predict", unit="file", disable=None) as bar:
-        # A group of files at a time bounds the features held in memory.
-        for start in range(0, len(names), FILES_PER_GROUP):
-            group, features = [], []
-            for name in names[start : start + FILES_PER_GROUP]:
-                try:
-                    with open_audio(base / name, sample_rate) as reader:
-                        samples = reader.num_samples
-                        if chunk is not None and samples > chunk * trained.logmel.hop_length:
-                            probs[name] = stream_file(trained, reader, chunk, name)
-                        else:
-                            features.append(trained.features(reader.read(0, samples)))
-                            group.append(name)
-                except (AudioError, FeatureError) as err:
-                    failures[name] = str(err)
-                    log.warning("skipped %s: %s", name, err)
-                else:
-                    durations[name] = samples / sample_rate
-                bar.update()
-            if group:
-                probs.update(trained.predict(features, group))
-    predicted = [name for name in names if name in probs]
-    events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp, durations)
-    if predicted:
-        write_tsv(events, output, filenames=predicted)
-        write_environment(output.with_name(output.stem + ".environment.json"), trained.device)
-        log.info("%d events in %d files -> %s", len(events), len(predicted), output)
-    if prob_dir is not None and predicted:
-        for name, p in probs.items():
-            atomic_write(prob_dir / (name + ".npy"), partial(np.save, arr=p, allow_pickle=False))
-        write_text("\n".join(trained.classes) + "\n", prob_dir / "classes.txt")
-        log.info("frame probabilities [T, C] (hop %.4f s) -> %s", trained.hop_seconds, prob_dir)
+    try:
+        with tqdm(total=len(names), desc="predict", unit="file", disable=None) as bar:
+            # A group of files at a time bounds the features held in memory.
+            for start in range(0, len(names), FILES_PER_GROUP):
+                group, features = [], []
+                for name in names[start : start + FILES_PER_GROUP]:
+                    try:
+                        with open_audio(base / name, sample_rate) as reader:
+                            samples = reader.num_samples
+                            if chunk is not None and samples > chunk * trained.logmel.hop_length:
+                                probs[name] = stream_file(
+                                    trained, reader, chunk, name, prob_dir, mapped
+                                )
+                            else:
+                                features.append(trained.features(reader.read(0, samples)))
+                                group.append(name)
+                    except (AudioError, FeatureError) as err:
+                        failures[name] = str(err)
+                        log.warning("skipped %s: %s", name, err)
+                    else:
+                        durations[name] = samples / sample_rate
+                    bar.update()
+                if group:
+                    probs.update(trained.predict(features, group))
+        predicted = [name for name in names if name in probs]
+        events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp, durations)
+        if predicted:
+            write_tsv(events, output, filenames=predicted)
+            write_environment(output.with_name(output.stem + ".environment.json"), trained.device)
+            log.info("%d events in %d files -> %s", len(events), len(predicted), output)
+        if prob_dir is not None and predicted:
+            save_probabilities(probs, prob_dir, mapped)
+            write_text("\n".join(trained.classes) + "\n", prob_dir / "classes.txt")
+            log.info("frame probabilities [T, C] (hop %.4f s) -> %s", trained.hop_seconds, prob_dir)
+    finally:  # an interrupted run leaves no half-written probabilities behind
+        for tmp in mapped.values():
+            tmp.unlink(missing_ok=True)
     if failures:
         done = f"the other {len(predicted)} are in {output}" if predicted else "nothing written"
         listing = "\n".join(f"  {name}: {error}" for name, error in failures.items())
