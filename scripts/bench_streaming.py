@@ -23,7 +23,7 @@ pass (load_audio, features, `TrainedModel.predict`). Each mode runs in a fresh p
 its peak resident memory (ru_maxrss) is its own; the table gives seconds, audio seconds per
 second, peak memory and the memory after imports and model building.
 
-psds: `sed.evaluation.psds_from_scores` (PSDS1, PSDS2, collar F1) on one file of `--minutes`
+psds: `sed.psds.psds_from_scores` (PSDS1, PSDS2, collar F1) on one file of `--minutes`
 with smooth model-like scores (and random scores, the worst case: every frame a change point);
 `--reference` also times sed_scores_eval computing the same from score DataFrames itself
 (minutes for a few minutes of audio: keep `--minutes` small).
@@ -244,7 +244,7 @@ def psds_table(args) -> None:
     import pandas as pd
     from scipy.ndimage import gaussian_filter1d
 
-    from sed.evaluation import COLLAR_PARAMS, PSDS1, PSDS2, psds_from_scores, score_dataframes
+    from sed.psds import COLLAR_PARAMS, PSDS1, PSDS2, psds_from_scores, score_dataframes
 
     hop = HOP / SAMPLE_RATE
     frames = int(args.minutes * 60 / hop)
@@ -274,7 +274,7 @@ def psds_table(args) -> None:
         if args.reference:
             from sed_scores_eval import collar_based, intersection_based
 
-            from sed.evaluation import ground_truth_dict
+            from sed.psds import ground_truth_dict
 
             began = time.perf_counter()
             scores = score_dataframes(probs, hop, classes)

@@ -9,7 +9,7 @@ test splits once and scores:
 
 - the validation criteria a run could monitor: loss, frame F1 (fixed post-processing), event F1
   (fixed post-processing: threshold 0.5, 0.3 s median, as training logs it), event F1 after
-  post-processing tuned on validation (the default search, `sed.tuning.Tuning()`), PSDS1;
+  post-processing tuned on validation (the default search, `sed.postprocess_search.Tuning()`), PSDS1;
 - the test events a user would get from that epoch: event F1 / ER with the post-processing
   tuned on validation (the run's final evaluation path), and segment F1.
 
@@ -36,7 +36,7 @@ from sed.evaluate import data_paths, trained_splits
 from sed.inference import load_trained, predict_files
 from sed.outputs import evaluate_split, split_durations
 from sed.postprocess import PostProcessing
-from sed.tuning import Tuning, tune_postprocessing
+from sed.postprocess_search import Tuning, tune_postprocessing
 
 CRITERIA = {  # column -> higher is better
     "val_loss": False,

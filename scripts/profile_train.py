@@ -50,9 +50,13 @@ PIECES = [
     ("  of which event/segment metrics (sed_eval)", "sed/evaluation.py", "evaluate_events"),
     ("checkpoints (Trainer.save)", "sed/training.py", "save"),
     ("final evaluation (evaluate_model)", "sed/outputs.py", "evaluate_model"),
-    ("  PSDS / collar F1 (psds_from_scores)", "sed/evaluation.py", "psds_from_scores"),
-    ("  post-processing search (tune_postprocessing)", "sed/tuning.py", "tune_postprocessing"),
-    ("  event rolls (plot_event_roll)", "sed/plots.py", "plot_event_roll"),
+    ("  PSDS / collar F1 (psds_from_scores)", "sed/psds.py", "psds_from_scores"),
+    (
+        "  post-processing search (tune_postprocessing)",
+        "sed/postprocess_search.py",
+        "tune_postprocessing",
+    ),
+    ("  event rolls (plot_event_roll)", "sed/event_roll.py", "plot_event_roll"),
     ("training plots (write_training_plots)", "sed/train.py", "write_training_plots"),
 ]
 

@@ -45,7 +45,7 @@ from sed.evaluation import evaluate_events
 from sed.inference import load_trained, predict_files
 from sed.outputs import split_durations
 from sed.postprocess import PostProcessing, probs_to_events
-from sed.tuning import SearchSpace, tune_postprocessing
+from sed.postprocess_search import SearchSpace, tune_postprocessing
 
 NO_SHIFT = {"onset_shift": (0.0,), "offset_shift": (0.0,)}
 SCOPES = {  # name -> (per_class, class_thresholds, max_segment_f1_drop, space)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sed.audio import audio_duration
+from sed.errors import AnnotationError
 from sed.io import write_text
 
 __all__ = [
@@ -48,10 +49,6 @@ _SPACED_DURATION = re.compile(r"^(.+?)\s+([-+.\deE]+)$")
 
 StrPath = str | PathLike
 log = logging.getLogger(__name__)
-
-
-class AnnotationError(ValueError):
-    """A missing or malformed annotation file; the message names the file and, for a row, its line."""
 
 
 def read_tsv(

@@ -12,6 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from sed.environment import import_torchaudio
+from sed.errors import AudioError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -30,10 +31,6 @@ if "MP3" in sf.available_formats():
 # libsndfile reads a truncated WAV/AIFF silently, but its log shows the shortfall, e.g.
 # "data : 64000 (should be 31978)": the header declares more bytes than the file holds.
 _SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND) : (\d+) \(should be (\d+)\)", re.MULTILINE)
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be used: missing, unreadable, truncated, empty or non-finite."""
 
 
 def load_audio(path: str | PathLike, sample_rate: int | None = None) -> np.ndarray:

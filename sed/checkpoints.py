@@ -12,16 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sed.errors import CheckpointError, ModelSpecError
 from sed.io import atomic_write
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or lacks a key the caller needs."""
-
-
-class ModelSpecError(ValueError):
-    """A model spec (from a checkpoint or a config) naming code outside the allow-list, or
-    arguments the model cannot take; raised before anything is called."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sed.errors import InstallError
+
 __all__ = [
     "FIX",
     "InstallError",
@@ -48,11 +50,6 @@ RECORDED = (
     "torchlibrosa",
     "setuptools",
 )
-
-
-class InstallError(RuntimeError):
-    """An installed package that cannot work with sed (a mismatched build, a known-bad release);
-    the message names the versions and the command that fixes it."""
 
 
 def package_version(name: str) -> str | None:

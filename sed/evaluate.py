@@ -9,7 +9,6 @@ With no overrides it reproduces the run's metrics.json: the same evaluation path
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,17 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from sed.cli import Job, run_job
 from sed.data.folder import EVAL_SPLITS, SPLITS
 from sed.data.loading import SplitFeatures, load_corpus
 from sed.environment import write_environment
-from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
+from sed.errors import ConfigError, MissingFileError
+from sed.inference import TrainedModel, load_trained, resolve_device
 from sed.io import write_csv, write_json
 from sed.outputs import HEADLINE, evaluate_model, evaluate_split, summary_lines
 from sed.postprocess import SHIFTS, PostProcessing
-from sed.tuning import SearchSpace, Tuning, TuningError
+from sed.postprocess_search import SearchSpace, Tuning
+from sed.runs import STATUS_FILE, remove_unused, unused
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def run_config(run_dir: Path) -> DictConfig:
     """The training run's composed config (.hydra/config.yaml), with a clear error if absent."""
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run_dir={run_dir} is not a sed.train run")
+        raise MissingFileError(f"{path} not found: run_dir={run_dir} is not a sed.train run")
     return OmegaConf.load(path)
 
 
@@ -248,33 +250,17 @@ def threshold_sweep(
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: a bad input is reported in one line (no traceback), exit status 1, and
-    the evaluation folder Hydra made is removed again if nothing was written to it."""
+    """Hydra entry point (sed.cli.run_job): a bad input is reported in one line (no traceback),
+    exit status 1, and the evaluation folder Hydra made is removed again (with its parents up to
+    run_dir, when they are empty) if nothing was written to it."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        evaluate(cfg, out_dir)
-    except (*USER_ERRORS, TuningError) as err:
-        remove_if_unused(out_dir, Path(cfg.run_dir))
-        sys.exit(f"sed.evaluate: error: {err}")
-
-
-def remove_if_unused(out_dir: Path, run_dir: Path) -> None:
-    """Delete `out_dir` (when inside `run_dir`, as configured) if it holds nothing but this job's
-    log, then its empty parents up to and including `run_dir`, so that a mistyped run_dir or a
-    refused setting leaves no folders behind."""
-    out_dir, run_dir = out_dir.resolve(), run_dir.resolve()
-    if run_dir not in out_dir.parents or not out_dir.is_dir():
-        return
-    if any(path.name != "evaluate.log" for path in out_dir.iterdir()):
-        return
-    (out_dir / "evaluate.log").unlink(missing_ok=True)
-    folder = out_dir
-    while folder == run_dir or run_dir in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty: it held something before this evaluation
-            break
-        folder = folder.parent
+    job = Job(
+        "evaluate",
+        out_dir / STATUS_FILE,
+        started=lambda: not unused(out_dir),
+        tidy=lambda: remove_unused(out_dir, up_to=Path(cfg.run_dir)),
+    )
+    run_job(job, lambda: evaluate(cfg, out_dir))
 
 
 if __name__ == "__main__":

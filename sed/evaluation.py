@@ -1,4 +1,8 @@
-"""DCASE-style metrics: event- and segment-based (sed_eval), frame-based, PSDS (sed_scores_eval).
+"""DCASE-style metrics of a split: event- and segment-based (sed_eval), and evaluate_all.
+
+evaluate_all gives every metric of a split at once: these, frame-based (sed.frame_metrics) and
+PSDS / collar F1 (sed.psds, whose names are importable from here too); the input checks are
+sed.evaluation_checks'.
 
 Event tables are DataFrames with columns ``filename, onset, offset, event_label`` (seconds).
 sed_eval is run file by file with its own ``evaluate`` methods, so the numbers are sed_eval's;
@@ -11,16 +15,31 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sed.annotations import COLUMNS, events_to_frames
+from sed.annotations import events_to_frames
 from sed.environment import import_sed_eval
+from sed.errors import EvaluationError
+from sed.evaluation_checks import (
+    check_classes,
+    check_durations,
+    check_events,
+    scored_durations,
+    to_numpy,
+)
+from sed.frame_metrics import frame_metrics
 from sed.postprocess import PostProcessing, binarize, probs_to_events
-from sed.score_stats import collar_statistics, intersection_statistics, score_deltas
+from sed.psds import (
+    COLLAR_PARAMS,
+    PSDS1,
+    PSDS2,
+    ground_truth_dict,
+    psds_from_scores,
+    score_dataframes,
+)
 
 # Imported through the check, so setuptools >= 81 or pandas 3 is named with its fix instead of
 # a ModuleNotFoundError deep inside dcase_util.
@@ -28,6 +47,7 @@ sed_eval = import_sed_eval()
 from dcase_util.containers import MetaDataContainer, MetaDataItem  # noqa: E402
 
 __all__ = [
+    "COLLAR_PARAMS",
     "EVENT_PARAMS",
     "PSDS1",
     "PSDS2",
@@ -56,131 +76,7 @@ SEGMENT_PARAMS: dict[str, Any] = {"time_resolution": 1.0}
 # (a sed_eval option) makes that 0 so that early stopping and metrics.json stay numeric.
 COMMON_PARAMS: dict[str, Any] = {"empty_system_output_handling": "zero_score"}
 
-# DCASE 2021+ PSDS scenarios (sed_scores_eval.intersection_based.psds arguments).
-PSDS1: dict[str, Any] = {
-    "dtc_threshold": 0.7,
-    "gtc_threshold": 0.7,
-    "cttc_threshold": None,
-    "alpha_ct": 0.0,
-    "alpha_st": 1.0,
-    "max_efpr": 100.0,
-}
-PSDS2: dict[str, Any] = {
-    "dtc_threshold": 0.1,
-    "gtc_threshold": 0.1,
-    "cttc_threshold": 0.3,
-    "alpha_ct": 0.5,
-    "alpha_st": 1.0,
-    "max_efpr": 100.0,
-}
-# Collar-based F1 from scores, with the event-based collars above.
-COLLAR_PARAMS: dict[str, Any] = {
-    "onset_collar": 0.2,
-    "offset_collar": 0.2,
-    "offset_collar_rate": 0.2,
-}
-
 _FLOAT_PARAMS = ("t_collar", "percentage_of_length", "time_resolution")
-
-
-class EvaluationError(ValueError):
-    """Inputs to an evaluation that cannot be evaluated (unknown label, file, bad row)."""
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_classes(classes: Sequence[str]) -> list[str]:
-    """Class list as plain strings that survive dcase_util's label normalisation."""
-    classes = [str(c) for c in classes]
-    if not classes:
-        raise EvaluationError("classes is empty")
-    dupes = sorted({c for c in classes if classes.count(c) > 1})
-    if dupes:
-        raise EvaluationError(f"duplicate class name(s) {dupes}")
-    for c in classes:
-        # dcase_util strips labels and turns "" / "none" into None, which would lose events.
-        if c != c.strip() or c.strip().lower() in ("", "none"):
-            raise EvaluationError(f"class name {c!r} cannot be evaluated by sed_eval")
-    return classes
-
-
-def _check_events(
-    events: pd.DataFrame | None, classes: Sequence[str], name: str
-) -> tuple[pd.DataFrame, set[str]]:
-    """Validated event table and the set of all filenames it names (rows without events too)."""
-    if events is None:
-        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
-        return empty.astype({"onset": float, "offset": float}), set()
-    if not isinstance(events, pd.DataFrame):
-        raise EvaluationError(f"{name} events must be a pandas DataFrame, got {type(events)}")
-    missing = [c for c in COLUMNS if c not in events.columns]
-    if missing:
-        raise EvaluationError(
-            f"{name} events: missing column(s) {missing}; expected columns {COLUMNS}"
-        )
-    events = events.loc[:, COLUMNS].reset_index(drop=True)
-    if events["filename"].isna().any():
-        row = int(np.flatnonzero(events["filename"].isna().to_numpy())[0])
-        raise EvaluationError(f"{name} events: row {row} has no filename")
-    events["filename"] = events["filename"].astype(str)
-    filenames = set(events["filename"])
-    # DESED convention: a row with empty onset, offset and label is a file with no events.
-    empty_rows = events[["onset", "offset", "event_label"]].isna().all(axis=1).to_numpy()
-    events = events.loc[~empty_rows].reset_index(drop=True)
-    for col in ("onset", "offset"):
-        values = pd.to_numeric(events[col], errors="coerce")
-        bad = ~np.isfinite(values.to_numpy(dtype=float))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise EvaluationError(
-                f"{name} events: file {events.at[i, 'filename']!r} row {i}: "
-                f"{col} {events.at[i, col]!r} is not a finite number"
-            )
-        events[col] = values.astype(float)
-    bad = (events["onset"] < 0).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise EvaluationError(
-            f"{name} events: file {events.at[i, 'filename']!r} row {i}: "
-            f"negative onset {events.at[i, 'onset']}"
-        )
-    bad = (events["offset"] < events["onset"]).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise EvaluationError(
-            f"{name} events: file {events.at[i, 'filename']!r} row {i}: offset "
-            f"{events.at[i, 'offset']} is before onset {events.at[i, 'onset']}"
-        )
-    labels = events["event_label"]
-    unknown = ~labels.isin(classes).to_numpy()
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        bad_labels = sorted(map(str, set(labels[unknown])))
-        raise EvaluationError(
-            f"{name} events: label(s) {bad_labels} not in classes {list(classes)} "
-            f"(first in file {events.at[i, 'filename']!r}, row {i})"
-        )
-    return events, filenames
-
-
-def _check_durations(
-    durations: Mapping[str, float] | None, named: dict[str, set[str]]
-) -> dict[str, float] | None:
-    """Durations as {str: float}; every file named in an event table must have one."""
-    if durations is None:
-        return None
-    durations = {str(k): float(v) for k, v in durations.items()}
-    for f, d in durations.items():
-        if not (math.isfinite(d) and d >= 0):
-            raise EvaluationError(f"durations: file {f!r} has invalid duration {d}")
-    for name, files in named.items():
-        absent = sorted(files - durations.keys())
-        if absent:
-            shown = ", ".join(repr(f) for f in absent[:5])
-            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-            raise EvaluationError(f"{name} events: file(s) {shown}{more} not in durations")
-    return durations
 
 
 def _split_params(params: Mapping[str, Any]) -> tuple[dict, dict, Any]:
@@ -242,10 +138,10 @@ def sed_eval_metrics(
     else every file named in either table. Each file's segment metrics cover its duration
     (sed_eval's ``evaluated_length_seconds``; without durations, the last event offset).
     """
-    classes = _check_classes(classes)
-    reference, ref_files = _check_events(reference, classes, "reference")
-    estimated, est_files = _check_events(estimated, classes, "estimated")
-    durations = _check_durations(durations, {"reference": ref_files, "estimated": est_files})
+    classes = check_classes(classes)
+    reference, ref_files = check_events(reference, classes, "reference")
+    estimated, est_files = check_events(estimated, classes, "estimated")
+    durations = check_durations(durations, {"reference": ref_files, "estimated": est_files})
     event_params, segment_params, empty_handling = _split_params(params)
 
     event_metrics = sed_eval.sound_event.EventBasedMetrics(
@@ -368,281 +264,6 @@ def classwise_table(
     return table
 
 
-def _numpy(x: Any) -> np.ndarray:
-    """numpy array from an array-like or a (CPU/GPU, any dtype) torch tensor."""
-    if hasattr(x, "detach"):
-        x = x.detach()
-        if x.is_floating_point():
-            x = x.float()
-        x = x.cpu().numpy()
-    return np.asarray(x)
-
-
-# ----------------------------------------------------------------------------- frame-based
-
-
-def _as_list(x: Any, name: str) -> list[np.ndarray]:
-    """[T, C] array, [B, T, C] array/tensor or a sequence of [T, C] arrays -> list of arrays."""
-    if hasattr(x, "detach"):
-        x = _numpy(x)
-    if isinstance(x, np.ndarray):
-        if x.ndim == 2:
-            return [x]
-        if x.ndim == 3:
-            return list(x)
-        raise EvaluationError(f"{name} must be [T, C] or [B, T, C], got shape {x.shape}")
-    return [_numpy(a) for a in x]
-
-
-def frame_metrics(
-    reference: Any, estimated: Any, masks: Any = None, threshold: float | None = None
-) -> dict[str, float]:
-    """Frame-based micro F1 and error rate over all frames and classes.
-
-    reference / estimated: [T, C], [B, T, C] or lists of [T, C] (0/1; estimated may be
-    probabilities when ``threshold`` is given, active where ``> threshold``). masks: [T],
-    [B, T] or a list of [T] bools marking valid (unpadded) frames. Per frame,
-    S = min(FN, FP), D = max(0, FN - FP), I = max(0, FP - FN); ER = (S + D + I) / N with N the
-    active reference labels (Drossos et al. / sed_eval's segment-style counting).
-    """
-    refs, ests = _as_list(reference, "reference"), _as_list(estimated, "estimated")
-    if len(refs) != len(ests):
-        raise EvaluationError(f"{len(refs)} reference but {len(ests)} estimated arrays")
-    if masks is None:
-        mask_list: list[np.ndarray | None] = [None] * len(refs)
-    else:
-        mask_list = [np.asarray(m, dtype=bool) for m in _mask_list(masks)]
-        if len(mask_list) != len(refs):
-            raise EvaluationError(f"{len(refs)} arrays but {len(mask_list)} masks")
-    tp = n_ref = n_sys = s = d = i = 0
-    for k, (ref, est, mask) in enumerate(zip(refs, ests, mask_list, strict=True)):
-        if ref.shape != est.shape or ref.ndim != 2:
-            raise EvaluationError(
-                f"item {k}: reference {ref.shape} and estimated {est.shape} must both be [T, C]"
-            )
-        ref = ref > 0.5
-        if threshold is not None:
-            est = est > threshold
-        elif est.dtype != bool:
-            if not np.isin(est, (0, 1)).all():
-                raise EvaluationError(
-                    f"item {k}: estimated frames are not 0/1; pass threshold= for probabilities"
-                )
-            est = est > 0.5
-        if mask is not None:
-            if mask.shape != (ref.shape[0],):
-                raise EvaluationError(
-                    f"item {k}: mask {mask.shape} does not match T={ref.shape[0]}"
-                )
-            ref, est = ref[mask], est[mask]
-        tp_f = (ref & est).sum(axis=1)
-        fn_f = (ref & ~est).sum(axis=1)
-        fp_f = (~ref & est).sum(axis=1)
-        tp += int(tp_f.sum())
-        n_ref += int(ref.sum())
-        n_sys += int(est.sum())
-        s += int(np.minimum(fn_f, fp_f).sum())
-        d += int(np.maximum(0, fn_f - fp_f).sum())
-        i += int(np.maximum(0, fp_f - fn_f).sum())
-    precision = tp / n_sys if n_sys else 0.0
-    recall = tp / n_ref if n_ref else math.nan
-    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    rate = (lambda x: x / n_ref) if n_ref else (lambda x: math.nan)
-    return {
-        "frame_f1": float(f1),
-        "frame_precision": float(precision),
-        "frame_recall": float(recall),
-        "frame_er": float(rate(s + d + i)),
-        "frame_substitution_rate": float(rate(s)),
-        "frame_deletion_rate": float(rate(d)),
-        "frame_insertion_rate": float(rate(i)),
-    }
-
-
-def _mask_list(masks: Any) -> list[Any]:
-    masks = _numpy(masks) if hasattr(masks, "detach") else masks
-    if isinstance(masks, np.ndarray):
-        return [masks] if masks.ndim == 1 else list(masks)
-    return list(masks)
-
-
-# ----------------------------------------------------------------------------- PSDS
-
-
-def score_dataframes(
-    probs: Mapping[str, Any], hop_seconds: float, classes: Sequence[str]
-) -> dict[str, pd.DataFrame]:
-    """sed_scores_eval score DataFrames (frame onset, offset, one column per class) per file."""
-    from sed_scores_eval.base_modules.scores import create_score_dataframe
-
-    out = {}
-    for filename, p in probs.items():
-        p = np.asarray(_numpy(p), dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != len(classes) or p.shape[0] == 0:
-            raise EvaluationError(
-                f"scores for file {filename!r} must have shape [T > 0, {len(classes)}], got {p.shape}"
-            )
-        timestamps = np.arange(p.shape[0] + 1) * float(hop_seconds)
-        out[str(filename)] = create_score_dataframe(p, timestamps, list(classes))
-    return out
-
-
-def ground_truth_dict(
-    reference: pd.DataFrame | None, classes: Sequence[str], filenames: Sequence[str]
-) -> dict[str, list[tuple[float, float, str]]]:
-    """sed_scores_eval ground truth {file: [(onset, offset, label), ...]} for every filename.
-
-    Overlapping or touching events of one class in one file are merged, which
-    sed_scores_eval requires (it rejects connected events) and which leaves the activity unchanged.
-    """
-    classes = _check_classes(classes)
-    reference, _ = _check_events(reference, classes, "reference")
-    gt: dict[str, list[tuple[float, float, str]]] = {str(f): [] for f in filenames}
-    absent = sorted(set(reference["filename"]) - gt.keys())
-    if absent:
-        raise EvaluationError(f"reference events for file(s) {absent[:5]} that have no scores")
-    for (filename, label), group in reference.groupby(["filename", "event_label"], sort=True):
-        merged: list[list[float]] = []
-        for onset, offset in sorted(zip(group["onset"], group["offset"], strict=True)):
-            if merged and onset <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], offset)
-            else:
-                merged.append([onset, offset])
-        gt[filename].extend((float(a), float(b), str(label)) for a, b in merged)
-    return gt
-
-
-def _scored_durations(
-    probs: Mapping[str, Any], durations: Mapping[str, float] | None, hop_seconds: float
-) -> dict[str, float]:
-    """Durations of exactly the scored files (default: T * hop each), or an error naming the
-    files that are scored but have no duration, or have a duration but no scores."""
-    if durations is None:
-        return {f: np.shape(p)[0] * float(hop_seconds) for f, p in probs.items()}
-    durations = {str(f): float(d) for f, d in durations.items()}
-    unscored = sorted(durations.keys() - probs.keys())
-    if unscored:
-        raise EvaluationError(f"file(s) {unscored[:5]} in durations have no predictions")
-    missing = sorted(probs.keys() - durations.keys())
-    if missing:
-        raise EvaluationError(f"predicted file(s) {missing[:5]} not in durations")
-    return durations
-
-
-def psds_from_scores(
-    probs: Mapping[str, Any],
-    hop_seconds: float,
-    reference: pd.DataFrame | None,
-    durations: Mapping[str, float] | None,
-    classes: Sequence[str],
-    *,
-    collar: bool = True,
-    collar_threshold: float = 0.5,
-    classwise: bool = False,
-    num_jobs: int = 1,
-    progress: bool | None = None,
-) -> dict[str, float]:
-    """PSDS1 and PSDS2 (DCASE 2021+) from per-file probabilities {filename: [T, C]}.
-
-    Threshold-independent (sed_scores_eval). With ``collar``, also collar-based F1 from the
-    same scores: ``collar_f1`` (micro, at ``collar_threshold``) and ``collar_best_f1``
-    (macro over classes, each at its best threshold). Files without reference events count
-    as event-free; durations default to T * hop for each file. The intermediate statistics are
-    sed_scores_eval's, computed per detection (`sed.score_stats`: the same numbers, in time
-    linear in a file's length rather than cubic) in `num_jobs` processes; `progress` shows a
-    bar over files (None: for an hour of audio or more).
-    """
-    from sed_scores_eval import collar_based, intersection_based
-
-    classes = _check_classes(classes)
-    probs = {str(f): p for f, p in probs.items()}
-    if not probs:
-        raise EvaluationError("no scores given")
-    durations = _scored_durations(probs, durations, hop_seconds)
-    gt = ground_truth_dict(reference, classes, list(probs))
-
-    # sed_scores_eval refuses classes without reference events (their TPR is undefined):
-    # evaluate the classes that have some, and say which were left out.
-    present = {label for events in gt.values() for _, _, label in events}
-    kept = [c for c in classes if c in present]
-    skipped = [c for c in classes if c not in present]
-    names = ["psds1", "psds2"] + (["collar_f1", "collar_best_f1"] if collar else [])
-    out: dict[str, float] = dict.fromkeys(names, math.nan)
-    if classwise:
-        out.update({f"{n}/{c}": math.nan for n in ("psds1", "psds2") for c in classes})
-    if skipped:
-        warnings.warn(
-            f"PSDS / collar F1 computed without class(es) {skipped}: no reference events",
-            stacklevel=2,
-        )
-    if not kept:
-        return out
-    columns = [classes.index(c) for c in kept]
-    kept_probs = {}
-    for f, p in probs.items():
-        p = _numpy(p)
-        if p.ndim != 2 or p.shape[1] != len(classes) or p.shape[0] == 0:
-            raise EvaluationError(
-                f"scores for file {f!r} must have shape [T > 0, {len(classes)}], got {p.shape}"
-            )
-        kept_probs[f] = p[:, columns]
-    settings_of = {"psds1": PSDS1, "psds2": PSDS2}
-    if len(kept) == 1:
-        # Cross-triggers need a second class with reference events; with one, the PSDS2
-        # cross-trigger term is undefined (sed_scores_eval fails on it), so it is left out.
-        settings_of = {
-            k: {**v, "cttc_threshold": None, "alpha_ct": 0.0} for k, v in settings_of.items()
-        }
-        if PSDS2["alpha_ct"]:
-            warnings.warn(
-                f"PSDS2 computed without its cross-trigger term: only class {kept[0]!r} has "
-                "reference events",
-                stacklevel=2,
-            )
-    statistics = {
-        name: partial(intersection_statistics, **_criteria(settings))
-        for name, settings in settings_of.items()
-    }
-    if collar:
-        statistics["collar"] = partial(collar_statistics, **COLLAR_PARAMS)
-    if progress is None:  # a bar only where it takes a while: about an hour of audio or more
-        progress = sum(len(p) for p in kept_probs.values()) * hop_seconds > 3600
-    deltas = score_deltas(
-        kept_probs, hop_seconds, gt, kept, statistics, num_jobs=num_jobs, progress=progress
-    )
-    for name, settings in settings_of.items():
-        value, per_class, *_ = intersection_based.psds(
-            scores=None,
-            ground_truth=gt,
-            audio_durations=durations,
-            deltas=deltas[name],
-            unit_of_time="hour",
-            **settings,
-        )
-        out[name] = float(value)
-        if classwise:
-            out.update({f"{name}/{c}": float(per_class[c]) for c in kept})
-    if collar:
-        f, *_ = collar_based.fscore(
-            scores=None,
-            ground_truth=gt,
-            threshold=collar_threshold,
-            deltas=deltas["collar"],
-            **COLLAR_PARAMS,
-        )
-        best, *_ = collar_based.best_fscore(
-            scores=None, ground_truth=gt, deltas=deltas["collar"], **COLLAR_PARAMS
-        )
-        out["collar_f1"] = float(f["micro_average"])
-        out["collar_best_f1"] = float(best["macro_average"])
-    return out
-
-
-def _criteria(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The detection criteria of a PSDS scenario (what its intermediate statistics depend on)."""
-    return {k: settings[k] for k in ("dtc_threshold", "gtc_threshold", "cttc_threshold")}
-
-
 # ----------------------------------------------------------------------------- all at once
 
 
@@ -670,17 +291,17 @@ def evaluate_all(
     PSDS (`sed.score_stats`, ``num_jobs`` processes) takes about a second per 10 minutes of
     audio; pass ``psds=False`` for cheap per-epoch validation.
     """
-    classes = _check_classes(classes)
+    classes = check_classes(classes)
     if postprocessing is None:
         postprocessing = PostProcessing()
     elif isinstance(postprocessing, Mapping):
         postprocessing = PostProcessing.from_dict(postprocessing)
     probs = {str(f): p for f, p in probs.items()}
-    reference, _ = _check_events(reference, classes, "reference")
+    reference, _ = check_events(reference, classes, "reference")
     unscored = sorted(set(reference["filename"]) - probs.keys())
     if unscored:
         raise EvaluationError(f"reference file(s) {unscored[:5]} have no predictions")
-    durations = _scored_durations(probs, durations, hop_seconds)
+    durations = scored_durations(probs, durations, hop_seconds)
     if estimated is None:
         estimated = probs_to_events(probs, hop_seconds, classes, postprocessing)
 
@@ -689,11 +310,11 @@ def evaluate_all(
     rows_of = reference.groupby("filename", sort=False).indices
     ref_frames, est_frames = [], []
     for f, p in probs.items():
-        p = _numpy(p)
+        p = to_numpy(p)
         if targets is not None:
             if f not in targets:
                 raise EvaluationError(f"no targets for file {f!r}")
-            t = _numpy(targets[f])
+            t = to_numpy(targets[f])
         else:
             events = reference.iloc[rows_of.get(f, [])]
             t = events_to_frames(events, p.shape[0], hop_seconds, classes)

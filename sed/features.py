@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from sed.audio import AudioError, load_audio
 from sed.environment import import_torchaudio
+from sed.errors import FeatureError
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ FEATURE_VERSION = 1
 BACKENDS = ("torchlibrosa", "torchaudio")
 # Frames x clips computed per STFT call; bounds memory on long recordings (results unchanged).
 _CHUNK_FRAMES = 16384
-
-
-class FeatureError(ValueError):
-    """A feature parameter or input a user supplied is invalid."""
 
 
 def num_frames(num_samples: int, hop_length: int) -> int:

@@ -15,8 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sed.annotations import AnnotationError
-from sed.audio import AudioError, AudioReader
+from sed.audio import AudioReader
 from sed.checkpoints import (
     CheckpointError,
     ModelSpecError,
@@ -26,28 +25,9 @@ from sed.checkpoints import (
     require,
 )
 from sed.data.datasets import FileDataset, collate
-from sed.environment import InstallError
-from sed.features import FeatureError, LogMel, Normalizer, num_frames
+from sed.errors import ConfigError
+from sed.features import LogMel, Normalizer, num_frames
 from sed.postprocess import PostProcessError, PostProcessing
-
-
-class ConfigError(ValueError):
-    """An entry point setting that cannot be used; the message names the config key."""
-
-
-# The errors a user's input causes (a file, row, checkpoint field or config key, named in the
-# message): the entry points report them in one line, without a traceback.
-USER_ERRORS = (
-    AnnotationError,
-    AudioError,
-    CheckpointError,
-    ConfigError,
-    FeatureError,
-    FileNotFoundError,
-    InstallError,
-    ModelSpecError,
-    PostProcessError,
-)
 
 
 def resolve_device(name: str | torch.device = "auto", key: str = "device") -> torch.device:

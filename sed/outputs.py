@@ -14,13 +14,14 @@ from torch import nn
 from sed.annotations import write_tsv
 from sed.data.folder import TEST, VALIDATION
 from sed.data.loading import SplitFeatures
-from sed.evaluation import classwise_table, evaluate_all, frame_metrics
+from sed.evaluation import classwise_table, evaluate_all
+from sed.event_roll import plot_event_roll
+from sed.frame_metrics import frame_metrics
 from sed.inference import predict_files
 from sed.io import write_csv, write_json
-from sed.plots import plot_event_roll
 from sed.postprocess import PostProcessing, binarize, probs_to_events
+from sed.postprocess_search import Tuning, tune_postprocessing
 from sed.stats import per_file_counts
-from sed.tuning import Tuning, tune_postprocessing
 
 __all__ = [
     "Evaluation",

@@ -9,7 +9,7 @@ The boundary shift (``onset_shift`` / ``offset_shift``, seconds added to every o
 rounded to whole frames) compensates a detector's latency: a causal recurrent model reports a
 sound once it has heard enough of it, and lets it go only after its state has decayed, so its
 onsets and offsets come late by a fairly constant amount. The search on validation
-(:mod:`sed.tuning`) estimates it like any other setting.
+(:mod:`sed.postprocess_search`) estimates it like any other setting.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.special import expit
 
 from sed.annotations import targets_to_events
+from sed.errors import PostProcessError
 
 __all__ = [
     "PostProcessError",
@@ -48,10 +49,6 @@ PerClass = float | Sequence[float] | Mapping[str, float]
 # The boundary shifts may be negative; every other setting in seconds or probability may not.
 SHIFTS = ("onset_shift", "offset_shift")
 SETTINGS = ("threshold", "median_seconds", "min_duration", "min_gap", *SHIFTS)
-
-
-class PostProcessError(ValueError):
-    """A post-processing setting or input array that cannot be used."""
 
 
 def logits_to_probs(logits: Any) -> np.ndarray:

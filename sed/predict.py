@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import uuid
 from functools import partial
@@ -26,19 +25,18 @@ from tqdm.auto import tqdm
 
 from sed.annotations import write_tsv
 from sed.audio import AUDIO_EXTENSIONS, AudioError, AudioReader, open_audio
+from sed.cli import Job, run_job
 from sed.environment import write_environment
+from sed.errors import ConfigError, MissingFileError, PredictionError
 from sed.features import FeatureError
-from sed.inference import USER_ERRORS, ConfigError, TrainedModel, load_trained, resolve_device
+from sed.inference import TrainedModel, load_trained, resolve_device
 from sed.io import atomic_write, write_text
 from sed.postprocess import probs_to_events
+from sed.runs import signature
 
 log = logging.getLogger(__name__)
 
 FILES_PER_GROUP = 256
-
-
-class PredictionError(RuntimeError):
-    """Some input files could not be predicted; the others were written. Names each failure."""
 
 
 def audio_files(path: str | Path) -> tuple[Path, list[str]]:
@@ -47,16 +45,14 @@ def audio_files(path: str | Path) -> tuple[Path, list[str]]:
     if path.is_file():
         return path.parent, [path.name]
     if not path.is_dir():
-        raise FileNotFoundError(f"input={path} is neither an audio file nor a folder")
+        raise MissingFileError(f"input={path} is neither an audio file nor a folder")
     names = sorted(
         str(p.relative_to(path))
         for p in path.rglob("*")
         if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
     )
     if not names:
-        raise FileNotFoundError(
-            f"input={path} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"
-        )
+        raise MissingFileError(f"input={path} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     return path, names
 
 
@@ -191,7 +187,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         events = probs_to_events(probs, trained.hop_seconds, trained.classes, pp, durations)
         if predicted:
             write_tsv(events, output, filenames=predicted)
-            write_environment(output.with_name(output.stem + ".environment.json"), trained.device)
+            write_environment(side_file(output, "environment.json"), trained.device)
             log.info("%d events in %d files -> %s", len(events), len(predicted), output)
         if prob_dir is not None and predicted:
             save_probabilities(probs, prob_dir, mapped)
@@ -209,13 +205,21 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     return events
 
 
+def side_file(output: Path, suffix: str) -> Path:
+    """OUTPUT_STEM.SUFFIX next to the event table (environment.json, status.json)."""
+    return output.with_name(f"{output.stem}.{suffix}")
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: a bad input is reported in one line (no traceback), exit status 1."""
-    try:
-        predict(cfg)
-    except (*USER_ERRORS, PredictionError) as err:
-        sys.exit(f"sed.predict: error: {err}")
+    """Hydra entry point (sed.cli.run_job): a bad input is reported in one line (no traceback),
+    exit status 1; OUTPUT_STEM.status.json says how the run ended, unless it was refused before
+    it wrote the event table (then the status.json found there, if any, stays as it was)."""
+    output = Path(cfg.output)
+    status = side_file(output.absolute(), "status.json")  # absolute: output=. has a name
+    found = signature(output)
+    job = Job("predict", status, started=lambda: signature(output) != found)
+    run_job(job, lambda: predict(cfg))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sed.errors import SamplerError
+
 __all__ = [
     "SamplerError",
     "TeacherForcingSampler",
@@ -29,10 +31,6 @@ __all__ = [
     "ConstantSampler",
     "NoSampler",
 ]
-
-
-class SamplerError(ValueError):
-    """A sampler parameter out of range; the message names the parameter."""
 
 
 def _number(name: str, value: Any) -> float:

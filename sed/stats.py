@@ -1,17 +1,22 @@
 """Is it better? Bootstrap confidence intervals over test files, and paired comparisons.
 
 sed_eval's overall (micro) event and segment metrics are ratios of counts summed over files, so a
-split's metric is a function of per-file counts. Resampling files with replacement and recomputing
-the ratios gives a percentile bootstrap interval; resampling the same files for two systems gives
-the interval of their difference (a paired comparison: same test files, same folds and seeds).
+split's metric is a function of per-file counts. Resampling files with replacement (each drawn
+file brings all its counts) and recomputing the ratios from the summed counts gives a bootstrap
+interval (scipy.stats.bootstrap, BCa); resampling the same files for two systems gives the
+interval of their difference (a paired comparison: same test files, same folds and seeds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
+from scipy.stats import DegenerateDataWarning
 
 from sed.evaluation import sed_eval_metrics
 
@@ -86,13 +91,6 @@ def metric_from_counts(totals: np.ndarray | pd.Series, name: str) -> np.ndarray:
     raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
 
 
-def _weights(n_files: int, n_resamples: int, seed: int) -> np.ndarray:
-    """[R, F] multiplicities of each file in R bootstrap resamples (files drawn with replacement)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_files, size=(n_resamples, n_files))
-    return np.stack([np.bincount(row, minlength=n_files) for row in idx]).astype(np.float64)
-
-
 def bootstrap(
     counts: pd.DataFrame,
     metrics: Sequence[str] = METRICS,
@@ -100,15 +98,16 @@ def bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, tuple[float, float, float]]:
-    """{metric: (value on all files, low, high)}: percentile bootstrap over files."""
+    """{metric: (value on all files, low, high)}: BCa bootstrap interval over files."""
+    if not metrics:
+        return {}
     c = counts[list(COUNT_COLUMNS)].to_numpy(np.float64)
-    sums = _weights(len(c), n_resamples, seed) @ c
-    return {
-        name: _interval(
-            metric_from_counts(c.sum(0), name), metric_from_counts(sums, name), confidence
-        )
-        for name in metrics
-    }
+
+    def statistic(totals: list[np.ndarray]) -> np.ndarray:
+        return np.stack([metric_from_counts(totals[0], name) for name in metrics])
+
+    intervals = _file_bootstrap([c], statistic, n_resamples, confidence, seed)
+    return dict(zip(metrics, intervals, strict=True))
 
 
 def paired_bootstrap(
@@ -123,22 +122,83 @@ def paired_bootstrap(
     if set(counts_a.index) != set(counts_b.index):
         only = sorted(set(counts_a.index) ^ set(counts_b.index))[:5]
         raise ValueError(f"paired comparison needs the same files in both runs; differ: {only}")
+    if not metrics:
+        return {}
     a = counts_a.loc[sorted(counts_a.index), list(COUNT_COLUMNS)].to_numpy(np.float64)
     b = counts_b.loc[sorted(counts_b.index), list(COUNT_COLUMNS)].to_numpy(np.float64)
-    w = _weights(len(a), n_resamples, seed)
 
-    def delta(sums_a: np.ndarray, sums_b: np.ndarray, name: str) -> np.ndarray:
-        return metric_from_counts(sums_a, name) - metric_from_counts(sums_b, name)
+    def statistic(totals: list[np.ndarray]) -> np.ndarray:
+        return np.stack(
+            [metric_from_counts(totals[0], n) - metric_from_counts(totals[1], n) for n in metrics]
+        )
 
-    return {
-        name: _interval(delta(a.sum(0), b.sum(0), name), delta(w @ a, w @ b, name), confidence)
-        for name in metrics
-    }
+    intervals = _file_bootstrap([a, b], statistic, n_resamples, confidence, seed)
+    return dict(zip(metrics, intervals, strict=True))
 
 
-def _interval(
-    point: np.ndarray, samples: np.ndarray, confidence: float
-) -> tuple[float, float, float]:
-    """(point, low, high): the central `confidence` percentile interval of `samples`."""
-    low, high = np.nanpercentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(point), float(low), float(high)
+# Resampled values held at once (files x count columns x resamples per batch): bounds memory.
+_BATCH_VALUES = 2**22
+
+
+def _file_bootstrap(
+    systems: list[np.ndarray],
+    statistic: Callable[[list[np.ndarray]], np.ndarray],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> list[tuple[float, float, float]]:
+    """(point, low, high) of each row of `statistic` by scipy's paired BCa bootstrap over files.
+
+    `systems` are [files, COUNT_COLUMNS] counts of the same files; every count column of every
+    system is one paired sample, so a resample draws files and each drawn file brings all its
+    counts (in every system); `statistic` maps the summed counts ([..., COUNT_COLUMNS] per
+    system) to [metrics, ...]. Where BCa is undefined, the interval falls back cleanly: a
+    bootstrap distribution without spread (e.g. a system compared with itself, or one file)
+    gives (point, value, value); one that holds NaN (a resample without reference events, for
+    an error rate) or where BCa is not finite (a degenerate jackknife: its acceleration is
+    0 / 0) gives the percentile interval of the resampled values, NaN ignored.
+    """
+    points = statistic([s.sum(0) for s in systems])
+    if len(systems[0]) < 2:  # every resample is the one file
+        return [(float(p), float(p), float(p)) for p in points]
+    width = systems[0].shape[1]
+    samples = [s[:, j] for s in systems for j in range(width)]
+
+    def resampled(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
+        sums = np.stack([column.sum(axis=axis) for column in columns], axis=-1)
+        return statistic([sums[..., i * width : (i + 1) * width] for i in range(len(systems))])
+
+    with warnings.catch_warnings():  # degenerate cases are handled below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy.stats.bootstrap(
+            samples,
+            resampled,
+            n_resamples=n_resamples,
+            batch=max(1, _BATCH_VALUES // (len(samples) * len(samples[0]))),
+            vectorized=True,
+            paired=True,
+            confidence_level=confidence,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    lows = np.atleast_1d(result.confidence_interval.low)
+    highs = np.atleast_1d(result.confidence_interval.high)
+    distributions = np.atleast_2d(result.bootstrap_distribution)
+    intervals = []
+    for point, low, high, values in zip(points, lows, highs, distributions, strict=True):
+        present = values[~np.isnan(values)]
+        if present.size and present.min() == present.max():
+            low = high = present[0]
+        elif present.size < values.size or not (np.isfinite(low) and np.isfinite(high)):
+            low, high = _percentile_interval(values, confidence)
+        intervals.append((float(point), float(low), float(high)))
+    return intervals
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` percentile interval of `values`, NaN ignored (NaN if all are)."""
+    if np.isnan(values).all():
+        return math.nan, math.nan
+    low, high = np.nanpercentile(values, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(low), float(high)

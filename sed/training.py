@@ -1,19 +1,19 @@
-"""The training loop: teacher forcing / scheduled sampling, free-running validation, early
-stopping, atomic resumable checkpoints, history.csv and TensorBoard."""
+"""The training loop: teacher forcing / scheduled sampling, the weight average, free-running
+validation, and the resumable state that atomic checkpoints hold. What a run logs, keeps and
+decides besides (CSV logs, TensorBoard, early stopping, checkpoints, the time limit, pruning) are
+callbacks (sed.callbacks) that the loop calls."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,21 +21,25 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sed import distributed
+from sed.callbacks import MODES, Callback, Checkpoints, EpochHook, Monitor, default_callbacks
 from sed.checkpoints import load_checkpoint, require, save_checkpoint
 from sed.data.datasets import collate
+from sed.errors import DivergenceError
 from sed.inference import masked_bce, predict_batches
-from sed.io import atomic_write
 from sed.sampling import TeacherForcingSampler
 
 log = logging.getLogger(__name__)
-MODES = ("max", "min")
-BATCH_COLUMNS = ["batch", "epoch", "p_tf", "loss"]  # batches.csv
+# The checkpoints' record of the monitor (Trainer.monitor's), kept at the top level as before
+# callbacks had their own entries; a callback with a Monitor resumes from it when it has none.
+MONITOR_KEYS = ("best_value", "best_epoch", "bad_epochs")
 
 
 @dataclass
 class TrainerSettings:
     """The training job's settings besides model, data, sampler and optimizer: configs/trainer/
-    holds exactly these fields (plus `_target_`), so a config key is either used or an error."""
+    holds exactly these fields (plus `_target_`), so a config key is either used or an error.
+    `patience`, `monitor`, `monitor_mode`, `max_minutes`, `keep_every` and `tensorboard` are
+    the callbacks' (sed.callbacks.default_callbacks, configs/callbacks/default.yaml)."""
 
     device: str = "auto"  # auto = CUDA when present, else CPU
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
@@ -94,20 +98,15 @@ class FitResult:
     stopped_early: bool = False
 
 
-def _improved(value: float, best: float, mode: str) -> bool:
-    if math.isnan(value):
-        return False
-    if math.isnan(best):
-        return True
-    return value > best if mode == "max" else value < best
-
-
 class Trainer:
     """Trains `model` with the teacher-forcing probability given by `sampler`, batch by batch.
 
     Randomness: one torch.Generator drives the forcing draws, another the shuffling (reseeded
     from `seed + epoch` every epoch), and the global torch RNG drives dropout; all their states go
     into every checkpoint, so a resumed run ends with the same numbers as an uninterrupted one.
+
+    `callbacks` (sed.callbacks; default: `default_callbacks(settings)`) log, save and decide when
+    to stop; their states go into every checkpoint too.
 
     With `ema_decay`, an exponential moving average of the weights (and of the BatchNorm
     statistics) follows the trained weights step by step, with the usual warm-up (the decay is
@@ -117,9 +116,9 @@ class Trainer:
 
     Under `torchrun` (sed.distributed): `batch_size` is the global batch, each rank trains on its
     shard of every batch in DistributedDataParallel (gradients averaged), the sampler steps once
-    per global batch on every rank, rank 0 alone validates (its metrics and stop decision are
-    broadcast) and writes checkpoints, logs and TensorBoard; every rank's generator states go
-    into the checkpoints.
+    per global batch on every rank, rank 0 alone validates (its history row is broadcast, so
+    every rank's callbacks decide alike) and writes checkpoints, logs and TensorBoard; every
+    rank's generator states go into the checkpoints.
     """
 
     def __init__(
@@ -133,6 +132,7 @@ class Trainer:
         seed: int = 0,
         meta: dict[str, Any] | None = None,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> None:
         self.model = model.to(device)
         self.sampler = sampler
@@ -157,12 +157,23 @@ class Trainer:
         self.net = distributed.wrap(self.model, device)  # the model, or DDP around it
         self.epoch = 0
         self.batches_seen = 0
-        self.best_value = float("nan")
-        self.best_epoch = 0
-        self.bad_epochs = 0
         self.history: list[dict[str, float]] = []
         self.train_seconds = 0.0
-        self.writer = None
+        self.callbacks = list(default_callbacks(settings) if callbacks is None else callbacks)
+        keys = [c.state_key for c in self.callbacks if c.state_dict()]
+        if len(keys) != len(set(keys)):
+            raise ValueError(
+                f"callbacks with state need distinct state keys (checkpoint entries), got {keys}"
+            )
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The monitor whose best epoch fit() reports and checkpoints record: the Checkpoints
+        callback's (its best.pt holds the weights fit() leaves in the model), else the first
+        callback's that has one; None without."""
+        held = [c for c in self.callbacks if isinstance(getattr(c, "monitor", None), Monitor)]
+        held.sort(key=lambda c: not isinstance(c, Checkpoints))
+        return held[0].monitor if held else None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -194,12 +205,11 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "epoch": self.epoch,
             "batches_seen": self.batches_seen,
-            "best_value": self.best_value,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
+            **(self.monitor or Monitor("", "max")).state_dict(),  # MONITOR_KEYS
             "history": self.history,
             "train_seconds": self.train_seconds,
             "rng": self._rng_state(),
+            "callbacks": {c.state_key: c.state_dict() for c in self.callbacks if c.state_dict()},
         }
         if self.ema is not None:
             state["train_model"] = self.model.state_dict()
@@ -226,8 +236,15 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(require(state, "sampler", path))
-        for key in ("epoch", "batches_seen", "best_value", "best_epoch", "bad_epochs"):
+        for key in ("epoch", "batches_seen"):
             setattr(self, key, require(state, key, path))
+        monitored = {key: require(state, key, path) for key in MONITOR_KEYS}
+        saved = state.get("callbacks") or {}
+        for callback in self.callbacks:
+            if callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
+            elif isinstance(getattr(callback, "monitor", None), Monitor):  # an older checkpoint
+                callback.load_state_dict(monitored)
         self.history = list(require(state, "history", path))
         self.train_seconds = float(state.get("train_seconds", 0.0))
         rng = require(state, "rng", path)
@@ -297,7 +314,7 @@ class Trainer:
         loss = masked_bce(logits.float(), targets, mask)
         reported = distributed.mean(loss)  # the global batch's loss, on every rank
         if not torch.isfinite(reported):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"training loss is {reported.item()} at epoch {self.epoch + 1}, batch "
                 f"{self.batches_seen}: lower optimizer.lr or set trainer.grad_clip"
             )
@@ -312,8 +329,9 @@ class Trainer:
         self.sampler.step()
         return reported.item()
 
-    def train_epoch(self, loader: DataLoader, batch_log: csv.DictWriter | None) -> float:
-        """One pass over the training data; one sampler step per batch."""
+    def train_epoch(self, loader: DataLoader, callbacks: Sequence[Callback] = ()) -> float:
+        """One pass over the training data; one sampler step per batch, after which each
+        callback's on_batch_end gets the batch's row (batch, epoch, p_tf, loss)."""
         self.model.train()
         total, count = 0.0, 0
         bar = tqdm(
@@ -326,18 +344,9 @@ class Trainer:
             p_tf = float(self.sampler.probability)
             value = self.train_step(batch)
             total, count = total + value, count + 1
-            if batch_log is not None:
-                batch_log.writerow(
-                    {
-                        "batch": self.batches_seen,
-                        "epoch": self.epoch + 1,
-                        "p_tf": p_tf,
-                        "loss": value,
-                    }
-                )
-            if self.writer is not None:
-                self.writer.add_scalar("train/batch_loss", value, self.batches_seen)
-                self.writer.add_scalar("train/p_tf", p_tf, self.batches_seen)
+            row = {"batch": self.batches_seen, "epoch": self.epoch + 1, "p_tf": p_tf, "loss": value}
+            for callback in callbacks:
+                callback.on_batch_end(self, row)
             self.batches_seen += 1
             bar.set_postfix(loss=f"{value:.4f}", p_tf=f"{p_tf:.3f}")
         return total / max(count, 1)
@@ -349,15 +358,15 @@ class Trainer:
         validate: Callable[[dict[str, Any]], dict[str, float]],
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> FitResult:
-        """Train until `epochs` or early stopping; restore the best weights at the end.
+        """Train until `epochs` or a callback stops it (early stopping, the time limit); the
+        Checkpoints callback restores the best weights at the end.
 
         `validate(probs)` gets the free-running validation probabilities {filename: [T, C]} and
         returns metrics named without the split prefix (frame_f1, event_f1, ...). `on_epoch(epoch,
-        row)` is called after each epoch's checkpoint with its history row; an exception it raises
-        (a search pruning the run) ends training there.
+        row)` is called after each epoch's checkpoint with its history row (an EpochHook after the
+        callbacks); an exception it raises (a search pruning the run) ends training there.
         """
         s = self.settings
-        main = distributed.is_main()
         if s.resume and self.resume():
             print(f"resumed from {self.ckpt_dir / 'last.pt'} after epoch {self.epoch}")
         elif s.resume:
@@ -365,17 +374,39 @@ class Trainer:
                 f"trainer.resume=true but {self.ckpt_dir / 'last.pt'} does not exist: starting anew"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if s.tensorboard and main:
-            from torch.utils.tensorboard import SummaryWriter
+        callbacks = [*self.callbacks, *([EpochHook(on_epoch)] if on_epoch is not None else [])]
+        try:
+            for callback in callbacks:
+                callback.on_fit_start(self)
+            stoppers = self._epochs(train_set, val_set, validate, callbacks)
+            monitor = self.monitor
+            result = FitResult(
+                monitor.best_epoch if monitor is not None else self.epoch,
+                monitor.best_value if monitor is not None else float("nan"),
+                self.epoch,
+                self.train_seconds,
+                self.history,
+                any(c.stops_early for c in stoppers),
+            )
+        except BaseException:
+            for callback in callbacks:  # close their files
+                callback.on_fit_end(self, None)
+            raise
+        for callback in callbacks:
+            callback.on_fit_end(self, result)
+        return result
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch)
-        batches_path = self.run_dir / "batches.csv"
-        if main and (self.epoch == 0 or not batches_path.exists()):
-            batches_path.write_text(",".join(BATCH_COLUMNS) + "\n")
-        elif main:
-            _truncate_csv(batches_path, "batch", self.batches_seen)
+    def _epochs(
+        self,
+        train_set: Dataset,
+        val_set: Dataset,
+        validate: Callable[[dict[str, Any]], dict[str, float]],
+        callbacks: Sequence[Callback],
+    ) -> list[Callback]:
+        """The epochs from `self.epoch` on, until `epochs` or a stop; the callbacks that asked
+        to stop."""
+        s = self.settings
         val_loader = self._loader(val_set, shuffle=False)
-        stopped_early = False
         start = time.perf_counter() - self.train_seconds
         epochs_bar = tqdm(
             range(self.epoch, s.epochs),
@@ -384,141 +415,63 @@ class Trainer:
             total=s.epochs,
             disable=None if s.progress else True,
         )
-        opened = batches_path.open("a", newline="") if main else contextlib.nullcontext()
-        with opened as handle:
-            batch_log = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS) if main else None
-            for _ in epochs_bar:
-                epoch_start = time.perf_counter()
-                p_start = float(self.sampler.probability)
-                if hasattr(train_set, "set_epoch"):  # augmentation drawn anew each epoch
-                    train_set.set_epoch(self.epoch)
-                train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), batch_log)
-                val_loss, metrics = float("nan"), {}
-                if main:  # rank 0 validates; its row (and so every decision) is broadcast
-                    handle.flush()
-                    probs, val_loss = predict_batches(
-                        self.eval_model, val_loader, self.device, amp=s.amp, progress=False
-                    )
-                    metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
-                self.epoch += 1
-                row = {
-                    "epoch": self.epoch,
-                    "train_loss": train_loss,
-                    "validation_loss": val_loss,
-                    **metrics,
-                    "p_tf_start": p_start,
-                    "p_tf_end": float(self.sampler.probability),
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "seconds": time.perf_counter() - epoch_start,
-                }
-                row = distributed.broadcast_object(row)
-                self.history.append(row)
-                self._log_epoch(row)
-                value = row.get(s.monitor, val_loss if s.monitor == "validation_loss" else None)
-                if value is None:
-                    raise KeyError(
-                        f"monitor={s.monitor!r} is not a validation metric; "
-                        f"available: {sorted(row)}"
-                    )
-                if _improved(float(value), self.best_value, s.monitor_mode):
-                    self.best_value, self.best_epoch, self.bad_epochs = float(value), self.epoch, 0
-                    self.save("best")
-                else:
-                    self.bad_epochs += 1
-                self.train_seconds = distributed.broadcast_object(time.perf_counter() - start)
-                self.save("last")
-                if s.keep_every and self.epoch % s.keep_every == 0:
-                    self.save(f"epoch_{self.epoch:04d}")  # for studies of which epoch to keep
-                if on_epoch is not None:
-                    try:
-                        on_epoch(self.epoch, row)
-                    except BaseException:
-                        if self.writer is not None:
-                            self.writer.close()
-                        raise
-                epochs_bar.set_postfix(
-                    {s.monitor: f"{value:.4f}", "best": f"{self.best_value:.4f}"}
+        for _ in epochs_bar:
+            epoch_start = time.perf_counter()
+            p_start = float(self.sampler.probability)
+            if hasattr(train_set, "set_epoch"):  # augmentation drawn anew each epoch
+                train_set.set_epoch(self.epoch)
+            train_loss = self.train_epoch(self._loader(train_set, True, self.epoch), callbacks)
+            val_loss, metrics = float("nan"), {}
+            if distributed.is_main():  # rank 0 validates; its row (so every decision) is broadcast
+                probs, val_loss = predict_batches(
+                    self.eval_model, val_loader, self.device, amp=s.amp, progress=False
                 )
-                if self.bad_epochs >= s.patience:
-                    stopped_early = True
-                    print(
-                        f"early stopping after epoch {self.epoch}: no improvement of "
-                        f"{s.monitor} for {s.patience} epochs"
-                    )
-                    break
-                if s.max_minutes is not None and self.train_seconds > 60 * s.max_minutes:
-                    print(f"trainer.max_minutes={s.max_minutes} reached after epoch {self.epoch}")
-                    break
-        if self.writer is not None:
-            self.writer.close()
-        self.write_history()
-        distributed.barrier()  # rank 0 has written best.pt
-        best = self.ckpt_dir / "best.pt"
-        if best.is_file():  # the weights to test: the best epoch's (average, with ema_decay)
-            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
-        return FitResult(
-            self.best_epoch,
-            self.best_value,
-            self.epoch,
-            self.train_seconds,
-            self.history,
-            stopped_early,
-        )
+                metrics = {f"validation/{k}": v for k, v in validate(probs).items()}
+            self.epoch += 1
+            row = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "validation_loss": val_loss,
+                **metrics,
+                "p_tf_start": p_start,
+                "p_tf_end": float(self.sampler.probability),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            row = distributed.broadcast_object(row)
+            self.history.append(row)
+            self.train_seconds = distributed.broadcast_object(time.perf_counter() - start)
+            self._log_epoch(row)
+            # Every callback's state first, then what saves it (and hooks that may raise).
+            stoppers = [c for c in callbacks if c.on_epoch_end(self, row)]
+            for callback in callbacks:
+                callback.after_epoch(self, row)
+            if (monitor := self.monitor) is not None:
+                epochs_bar.set_postfix(
+                    {monitor.name: f"{monitor.value:.4f}", "best": f"{monitor.best_value:.4f}"}
+                )
+            if stoppers:
+                return stoppers
+        return []
 
     def _log_epoch(self, row: dict[str, float]) -> None:
-        self.write_history()
-        if not sys.stderr.isatty() and distributed.is_main():
-            # Logs and SLURM jobs get one line per epoch instead of progress-bar redraws.
-            shown = dict.fromkeys(  # the monitor once, beside the usual validation numbers
-                (
-                    "validation_loss",
-                    "validation/frame_f1",
-                    "validation/event_f1",
-                    self.settings.monitor,
-                )
-            )
-            values = ", ".join(
-                f"{name} {row.get(name, float('nan')):.4f}"
-                for name in shown
-                if name in row or name == self.settings.monitor
-            )
-            log.info(
-                "epoch %d/%d: train_loss %.4f, %s, p_tf %.3f, %.1f s",
-                row["epoch"], self.settings.epochs, row["train_loss"], values, row["p_tf_end"],
-                row["seconds"],
-            )  # fmt: skip
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, int | float) and math.isfinite(value):
-                    self.writer.add_scalar(key if "/" in key else f"epoch/{key}", value, self.epoch)
-            self.writer.flush()
-
-    def write_history(self) -> None:
-        """history.csv: one row per epoch (losses, validation metrics, p_tf, lr, seconds); atomic.
-        Rank 0 writes it."""
-        if not self.history or not distributed.is_main():
+        """Off a terminal (logs and SLURM jobs), one line per epoch instead of progress-bar
+        redraws; rank 0."""
+        if sys.stderr.isatty() or not distributed.is_main():
             return
-        keys = list(dict.fromkeys(k for row in self.history for k in row))
-
-        def write(handle: IO[str]) -> None:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
-
-        atomic_write(self.run_dir / "history.csv", write, text=True)
-
-
-def _truncate_csv(path: Path, key: str, limit: int) -> None:
-    """Drop rows whose `key` >= limit (batches logged after the checkpoint we resume from)."""
-    with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r[key]) < limit]
-
-    def write(handle: IO[str]) -> None:
-        writer = csv.DictWriter(handle, fieldnames=BATCH_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(path, write, text=True)
+        shown = dict.fromkeys(  # the monitor once, beside the usual validation numbers
+            ("validation_loss", "validation/frame_f1", "validation/event_f1", self.settings.monitor)
+        )
+        values = ", ".join(
+            f"{name} {row.get(name, float('nan')):.4f}"
+            for name in shown
+            if name in row or name == self.settings.monitor
+        )
+        log.info(
+            "epoch %d/%d: train_loss %.4f, %s, p_tf %.3f, %.1f s",
+            row["epoch"], self.settings.epochs, row["train_loss"], values, row["p_tf_end"],
+            row["seconds"],
+        )  # fmt: skip
 
 
 def cosine_schedule(

@@ -34,12 +34,16 @@ try:
 except ImportError as error:  # the optional extra
     raise ImportError('sed.tune needs Optuna: pip install -e ".[cluster]"') from error
 
+from sed.callbacks import Pruner
+from sed.cli import Job, run_job
+from sed.errors import ConfigError, DivergenceError
 from sed.io import write_csv, write_json, write_text
+from sed.runs import STATUS_FILE, remove_unused, unused
 from sed.train import train
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_search", "suggest", "trial_config", "write_results"]
+__all__ = ["check_space", "run_search", "suggest", "trial_config", "write_results"]
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
@@ -55,10 +59,10 @@ def suggest(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
             continue
         try:
             low, high = spec.pop("low"), spec.pop("high")
-        except KeyError as error:
-            raise ValueError(
+        except KeyError:
+            raise ConfigError(
                 f"tune.space.{key} needs low and high (or choices), got {spec}"
-            ) from error
+            ) from None
         if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool):
             params[key] = trial.suggest_int(key, low, high, **spec)
         else:
@@ -73,17 +77,34 @@ def trial_config(base: DictConfig, params: Mapping[str, Any], run_dir: Path) -> 
     with open_dict(cfg):
         cfg.pop("tune", None)
         for key, value in params.items():
-            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-                raise KeyError(
-                    f"tune.space.{key}: the training config has no key {key!r} (with this "
-                    "method, experiment and overrides)"
-                )
+            _require_key(cfg, key)
             OmegaConf.update(cfg, key, value, merge=False)
         cfg.paths.output_dir = str(run_dir)
     return cfg
 
 
 _MISSING = object()
+
+
+def _require_key(cfg: DictConfig, key: str) -> None:
+    """Refuse a tune.space key that the training config `cfg` does not have."""
+    if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+        raise ConfigError(
+            f"tune.space.{key}: the training config has no key {key!r} (with this method, "
+            "experiment and overrides)"
+        )
+
+
+def check_space(cfg: DictConfig) -> None:
+    """Refuse, before a study is made, a `tune.space` key that the training config lacks or
+    whose range is neither {low, high[, log, step]} nor {choices: [...]}."""
+    space = OmegaConf.to_container(cfg.tune.space, resolve=True)
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"tune.space must map training config keys to ranges, got {space!r}")
+    for key, spec in space.items():
+        _require_key(cfg, key)
+        if not isinstance(spec, dict) or not ("choices" in spec or {"low", "high"} <= set(spec)):
+            raise ConfigError(f"tune.space.{key} needs low and high (or choices), got {spec}")
 
 
 def _record(run_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
@@ -116,21 +137,13 @@ def _run_trial(
     monitor = str(cfg.monitor)
     log.info("trial %d%s: %s", trial.number, " (resumed)" if resume else "", overrides)
 
-    def on_epoch(epoch: int, row: Mapping[str, float]) -> None:
-        value = row.get(monitor)
-        if value is None or not math.isfinite(float(value)):
-            return
-        trial.report(float(value), step=epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"{monitor}={value:.4f} at epoch {epoch}")
-
     try:
-        metrics = train(trial_cfg, on_epoch=on_epoch)
+        metrics = train(trial_cfg, callbacks=[Pruner(trial, monitor)])
     except optuna.TrialPruned as pruned:
         log.info("trial %d pruned: %s", trial.number, pruned)
         study.tell(trial, state=TrialState.PRUNED)
         return
-    except FloatingPointError as error:  # a diverging setting: a failed trial, not a failed search
+    except DivergenceError as error:  # a diverging setting: a failed trial, not a failed search
         log.warning("trial %d failed: %s", trial.number, error)
         study.tell(trial, state=TrialState.FAIL)
         return
@@ -150,6 +163,7 @@ def run_search(
     """Run this worker's part of the search in `search_dir` (created or continued): resume the
     trial it left running, then ask for trials until the study counts `tune.n_trials` finished,
     pruned or running ones. `base_overrides` are recorded in every trial's overrides.yaml."""
+    check_space(cfg)
     search_dir = Path(search_dir)
     search_dir.mkdir(parents=True, exist_ok=True)
     settings = cfg.tune
@@ -222,10 +236,18 @@ def write_results(study: optuna.Study, search_dir: str | Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="tune")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the best value found (NaN when no trial completed)."""
+    """Hydra entry point (sed.cli.run_job); returns the best value found (NaN when no trial
+    completed). A refused setting leaves no search directory."""
     hydra_cfg = HydraConfig.get()
     overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith("tune.")]
-    study = run_search(cfg, hydra_cfg.runtime.output_dir, overrides)
+    search_dir = Path(hydra_cfg.runtime.output_dir)
+    job = Job(
+        "tune",
+        search_dir / STATUS_FILE,
+        started=lambda: not unused(search_dir),
+        tidy=lambda: remove_unused(search_dir),
+    )
+    study = run_job(job, lambda: run_search(cfg, search_dir, overrides))
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         return float("nan")

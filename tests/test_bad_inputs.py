@@ -10,6 +10,7 @@ cases fail before any data set is generated or feature computed.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -41,7 +42,8 @@ from sed.models.crnn import CRNN
 from sed.postprocess import PostProcessError, PostProcessing
 from sed.predict import PredictionError, predict
 from sed.report import collect_runs
-from sed.train import refuse_changed_model, train
+from sed.runs import refuse_changed_model
+from sed.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 8000
@@ -705,7 +707,13 @@ SUBPROCESS: dict[str, tuple[str, Callable[[World], list[str]], int, str, Callabl
         lambda w: [f"run_dir={w.run_dir}", f"data.root={moved(w)}", "splits=[test]"],
         0,
         r"",
-        lambda w: (w.run_dir / "evaluations").is_dir(),
+        lambda w: (
+            [
+                json.loads(path.read_text())["status"]
+                for path in (w.run_dir / "evaluations").glob("*/status.json")
+            ]
+            == ["finished"]
+        ),
     ),
 }
 
@@ -763,7 +771,10 @@ def test_a_failing_train_run_prints_its_traceback_once_and_logs_it(tmp_path: Pat
     assert proc.stderr.count("Traceback") == 1, proc.stderr
     assert "RuntimeError: boom\nsecond line of the reason\n" in proc.stderr
     log = (run_dir / "smoke.log").read_text()
-    assert log.count("Traceback") == 1 and "training failed" in log
+    assert log.count("Traceback") == 1 and "sed.train failed" in log
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and status["entry"] == "train"
+    assert status["message"] == "RuntimeError: boom\nsecond line of the reason"
     runs = collect_runs(run_dir)
     assert runs["status"].tolist() == ["failed"]
-    assert runs["error"].tolist() == ["smoke.log: RuntimeError: boom\nsecond line of the reason"]
+    assert runs["error"].tolist() == ["status.json: RuntimeError: boom\nsecond line of the reason"]

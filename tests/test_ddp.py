@@ -112,7 +112,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     fit = plain.fit(train_set, val_set, _validate)
     result["plain"] = _params(plain)
     result["history"] = fit.history
-    full = _trainer(out_dir / f"full{world}", feedback=True)
+    full = _trainer(out_dir / f"full{world}", feedback=True, tensorboard=True)
     full.fit(train_set, val_set, _validate)
     result["full"] = _params(full)
     part = out_dir / f"part{world}"
@@ -179,10 +179,18 @@ def test_resume_on_two_ranks_equals_uninterrupted(ranks) -> None:
 
 
 def test_rank_zero_alone_writes(ranks) -> None:
+    """The callbacks that write files (CSV logs, TensorBoard, checkpoints) write once."""
     out, _, _ = ranks
     run = out / "full2"
-    assert sorted(p.name for p in run.iterdir()) == ["batches.csv", "checkpoints", "history.csv"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "batches.csv",
+        "checkpoints",
+        "history.csv",
+        "tensorboard",
+    ]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["callbacks"]["EarlyStopping"]["best_epoch"] == state["best_epoch"]
     assert len(state["rng"]["ranks"]) == 2
     assert not torch.equal(state["rng"]["ranks"][0]["forcing"], state["rng"]["ranks"][1]["forcing"])
     lines = (run / "batches.csv").read_text().splitlines()

@@ -35,8 +35,8 @@ from sed.inference import (
 from sed.models.crnn import CRNN
 from sed.outputs import evaluate_model
 from sed.postprocess import PostProcessing
+from sed.postprocess_search import SearchError, SearchSpace, Tuning
 from sed.predict import predict
-from sed.tuning import SearchSpace, Tuning, TuningError
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -366,12 +366,12 @@ def test_retuning_a_run_from_before_the_shifts_searches_no_shift() -> None:
 def test_retuning_keeps_or_overrides_the_runs_class_thresholds(stored, override, expected) -> None:
     tuning = run_tuning(OmegaConf.create({"tuning": stored}), None, None, override)
     assert tuning.class_thresholds is expected and tuning.per_class is False
-    with pytest.raises(TuningError, match=r"tuning\.class_thresholds must be true or false"):
+    with pytest.raises(SearchError, match=r"tuning\.class_thresholds must be true or false"):
         run_tuning(OmegaConf.create({"tuning": stored}), None, None, "yes")
 
 
 def test_retuning_scope_must_be_a_boolean() -> None:
-    with pytest.raises(TuningError, match=r"tuning\.per_class must be true or false, got 'yes'"):
+    with pytest.raises(SearchError, match=r"tuning\.per_class must be true or false, got 'yes'"):
         run_tuning(OmegaConf.create({"tuning": {"criterion": "event_f1"}}), None, "yes")
-    with pytest.raises(TuningError, match="tuning.per_class"):  # a run's stored value too
+    with pytest.raises(SearchError, match="tuning.per_class"):  # a run's stored value too
         run_tuning(OmegaConf.create({"tuning": {"per_class": "no"}}), None)

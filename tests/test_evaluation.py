@@ -9,17 +9,12 @@ import pandas as pd
 import pytest
 import sed_eval
 
+from sed import evaluation, psds
 from sed.annotations import COLUMNS, events_to_frames
-from sed.evaluation import (
-    EvaluationError,
-    classwise_table,
-    evaluate_all,
-    evaluate_events,
-    frame_metrics,
-    ground_truth_dict,
-    psds_from_scores,
-)
+from sed.evaluation import EvaluationError, classwise_table, evaluate_all, evaluate_events
+from sed.frame_metrics import frame_metrics
 from sed.postprocess import PostProcessing
+from sed.psds import ground_truth_dict, psds_from_scores
 
 CLASSES = ["alarm", "blender", "cat", "dishes", "dog"]
 
@@ -394,7 +389,7 @@ def test_statistics_per_detection_equal_sed_scores_eval(seed):
     from sed_scores_eval.intersection_based import intermediate_statistics as intersection
     from sed_scores_eval.utils.nested import flatten
 
-    from sed.evaluation import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
+    from sed.psds import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
     from sed.score_stats import collar_statistics, intersection_statistics, score_deltas
 
     probs, gt, classes, hop = scored_files(seed)
@@ -426,7 +421,7 @@ def test_statistics_per_detection_equal_sed_scores_eval(seed):
 def test_psds_from_scores_equals_sed_scores_eval_itself():
     from sed_scores_eval import collar_based, intersection_based
 
-    from sed.evaluation import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
+    from sed.psds import COLLAR_PARAMS, PSDS1, PSDS2, score_dataframes
 
     ref, truth, hop = perfect_case(seed=5)
     rng = np.random.default_rng(5)
@@ -449,3 +444,11 @@ def test_psds_from_scores_equals_sed_scores_eval_itself():
     best, *_ = collar_based.best_fscore(scores=scores, ground_truth=gt, **COLLAR_PARAMS)
     assert got["collar_f1"] == float(f["micro_average"])
     assert got["collar_best_f1"] == float(best["macro_average"])
+
+
+def test_moved_names_stay_importable_from_sed_evaluation() -> None:
+    """sed.evaluation still gives the frame and PSDS names its importers (notebooks) use."""
+    for name in ("COLLAR_PARAMS", "PSDS1", "PSDS2", "ground_truth_dict", "psds_from_scores"):
+        assert getattr(evaluation, name) is getattr(psds, name), name
+        assert name in evaluation.__all__, name
+    assert evaluation.frame_metrics is frame_metrics and "score_dataframes" in evaluation.__all__

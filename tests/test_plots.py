@@ -1,4 +1,4 @@
-"""sed.plots: every figure is written as a non-empty PNG, and the event roll puts the reference
+"""sed.plots, sed.event_roll, sed.sweep_plots: every figure is written as a non-empty PNG, and the event roll puts the reference
 spans, predicted bars and probability curves where the inputs say."""
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from sed.plots import (
-    ESTIMATED_GID,
-    REFERENCE_GID,
-    PlotError,
-    plot_event_roll,
-    plot_learning_curves,
-    plot_metric_vs_params,
-    plot_teacher_forcing,
-)
+from sed import event_roll, plots, sweep_plots
+from sed.event_roll import ESTIMATED_GID, REFERENCE_GID, plot_event_roll
+from sed.plots import PlotError, plot_learning_curves, plot_teacher_forcing
+from sed.sweep_plots import plot_metric_vs_params
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -262,3 +257,12 @@ def test_metric_vs_params_from_runs(tmp_path):
     assert segments[0][1][1] - segments[0][0][1] == pytest.approx(2 * np.std([0.2, 0.4], ddof=1))
     with pytest.raises(PlotError, match="test/nope"):
         plot_metric_vs_params(runs, "test/nope", ["sampler.gamma"], tmp_path / "r.png")
+
+
+def test_moved_figures_stay_importable_from_sed_plots() -> None:
+    """The event roll and sweep figures are still sed.plots names (notebooks, sed.report)."""
+    assert plots.plot_event_roll is event_roll.plot_event_roll
+    assert plots.REFERENCE_GID == REFERENCE_GID and plots.ESTIMATED_GID == ESTIMATED_GID
+    assert plots.plot_metric_vs_params is sweep_plots.plot_metric_vs_params
+    with pytest.raises(AttributeError, match="no attribute 'plot_nothing'"):
+        plots.plot_nothing  # noqa: B018

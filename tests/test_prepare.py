@@ -472,7 +472,7 @@ def test_symlink_fallback_to_hardlink(tut2016_src, tmp_path, monkeypatch):
     def no_symlinks(*args, **kwargs):
         raise OSError("symlinks not supported here")
 
-    monkeypatch.setattr(prep.os, "symlink", no_symlinks)
+    monkeypatch.setattr(os, "symlink", no_symlinks)
     dest = tmp_path / "out"
     info = prep.prepare("tut2016_residential", src, dest, progress=False)
     assert info["link_mode"] == "hardlink"

@@ -434,3 +434,118 @@ def test_hparams_for_tensorboard(multirun):
     assert runs == [str(job) for job in range(6)]  # the finished runs only
     data = b"".join(p.read_bytes() for p in (out / "3").glob("events.out.tfevents.*"))
     assert b"hparams" in data and b"sampler.gamma" in data and b"test/event_f1" in data
+
+
+# --------------------------------------------------------------------------- status.json
+
+
+def write_status(run_dir, status, message=None):
+    """status.json as the entry points write it."""
+    record = {
+        "status": status,
+        "entry": "train",
+        "message": message,
+        "started": "2024-05-01T12:00:00+00:00",
+        "ended": None if status == "running" else "2024-05-01T12:05:00+00:00",
+    }
+    (run_dir / "status.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """One run per status.json status, and each without its status.json beside them: finished
+    (0), failed with a message that the log contradicts (1), interrupted (2), running (3)."""
+    root = tmp_path / "sweep"
+    finished = make_run(root / "0", ["seed=1"], {"test/event_f1": 0.5})
+    write_status(finished, "finished")
+    failed = make_run(root / "1", ["seed=2"], log=TRACEBACK)
+    write_status(failed, "failed", "DivergenceError: the loss is NaN at epoch 3")
+    interrupted = make_run(root / "2", ["seed=3"], log="epoch 1\n")
+    write_status(interrupted, "interrupted", "interrupted after epoch 1; resume with: ...")
+    running = make_run(root / "3", ["seed=4"], log="epoch 1\n")
+    write_status(running, "running")
+    return root
+
+
+def statuses(root):
+    runs = collect_runs(root)
+    names = runs["run_dir"].str.rsplit("/", n=1).str[1]
+    return dict(zip(names, zip(runs["status"], runs["error"], strict=True), strict=True))
+
+
+def test_status_json_decides_the_status(recorded):
+    found = statuses(recorded)
+    assert found["0"] == ("finished", "")
+    # The message, not the log's traceback: status.json is read before the logs.
+    assert found["1"] == ("failed", "status.json: DivergenceError: the loss is NaN at epoch 3")
+    assert found["2"] == ("interrupted", "interrupted after epoch 1; resume with: ...")
+    assert found["3"] == ("running", "")
+    runs = collect_runs(recorded)
+    assert runs["test/event_f1"].tolist()[0] == 0.5 and runs["test/event_f1"][1:].isna().all()
+
+
+def test_without_status_json_the_logs_decide(recorded):
+    for run in recorded.iterdir():
+        (run / "status.json").unlink()
+    found = statuses(recorded)
+    assert found["0"] == ("finished", "")
+    assert found["1"] == ("failed", "train.log: RuntimeError: boom")
+    assert found["2"] == ("unfinished", "") and found["3"] == ("unfinished", "")
+
+
+def test_status_json_that_does_not_add_up_is_a_failure(tmp_path):
+    no_metrics = make_run(tmp_path / "0", ["seed=1"])
+    write_status(no_metrics, "finished")
+    no_message = make_run(tmp_path / "1", ["seed=2"], log=TRACEBACK)
+    write_status(no_message, "failed")  # the log's exception stands in for the message
+    bare = make_run(tmp_path / "2", ["seed=3"])
+    write_status(bare, "failed")
+    corrupt = make_run(tmp_path / "3", ["seed=4"], {"test/event_f1": 0.5})
+    (corrupt / "status.json").write_text('{"status": "fini')
+    unknown = make_run(tmp_path / "4", ["seed=5"], {"test/event_f1": 0.5})
+    write_status(unknown, "done")
+    bad_metrics = make_run(tmp_path / "5", ["seed=6"])
+    (bad_metrics / "metrics.json").write_text("[1]")
+    write_status(bad_metrics, "finished")
+    found = statuses(tmp_path)
+    assert found["0"] == ("failed", "status.json says finished, but there is no metrics.json")
+    assert found["1"] == ("failed", "train.log: RuntimeError: boom")
+    assert found["2"] == ("failed", "status.json: failed, without a message")
+    assert found["3"][0] == "failed" and found["3"][1].startswith("status.json: unreadable: ")
+    assert found["4"] == (
+        "failed",
+        "status.json: unreadable: status 'done' is none of "
+        "['running', 'finished', 'failed', 'interrupted']",
+    )
+    assert found["5"] == ("failed", "metrics.json holds a list, not an object")
+
+
+def test_report_counts_and_lists_every_status(recorded, capsys):
+    make_run(recorded / "4", ["seed=5"])  # no status.json, no metrics, no error: unfinished
+    result = report(recorded, group_by=[], n_resamples=0, hparams=False)
+    (row,) = result.summary.to_dict("records")
+    counts = ("n", "n_failed", "n_unfinished", "n_interrupted", "n_running")
+    assert tuple(row[c] for c in counts) == (1, 1, 1, 1, 1)
+    md = (result.out_dir / "summary.md").read_text()
+    assert "5 run(s): 1 finished, 1 failed, 1 unfinished, 1 interrupted, 1 running." in md
+    assert "| n | failed | unfinished | interrupted | running | test/event_f1 |" in md
+    assert "| 1 | 1 | 1 | 1 | 1 | 0.500 |" in md
+    failures = md.split("## Failed and unfinished runs")[1]
+    assert "`1` | failed | seed=2 | status.json: DivergenceError: the loss is NaN" in failures
+    assert "`2` | interrupted | seed=3 | interrupted after epoch 1; resume with: ... |" in failures
+    assert "`3` | running | seed=4 | – |" in failures
+    err = capsys.readouterr().err
+    assert "INTERRUPTED: " in err and "RUNNING: " in err
+
+
+def test_overrides_are_read_by_hydras_parser(tmp_path):
+    assert parse_override("model@encoder=crnn") == ("model@encoder", "crnn")
+    assert parse_override("name='a b'") == ("name", "a b")
+    assert parse_override("tag='1'") == ("tag", "1")  # quoted: a string, as Hydra reads it
+    assert parse_override("data.fold=1,2") == ("data.fold", "1,2")  # a sweep stays its text
+    assert parse_override("x=null") == ("x", None)
+    with pytest.raises(ReportError, match="has no key"):
+        parse_override("=1")
+    make_run(tmp_path / "0", ["seed=1", "model.hidden=[64"])
+    with pytest.raises(ReportError, match=r"overrides\.yaml: override 'model.hidden=\[64'"):
+        collect_runs(tmp_path)

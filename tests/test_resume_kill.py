@@ -76,14 +76,25 @@ def same(x: object, y: object) -> bool:
     return x == y
 
 
+# What the environment record (sed.environment) says of the process itself: its command line,
+# start time and resumes differ between an in-process run and a killed and resumed `python -m`.
+PROCESS_KEYS = ("command", "started", "resumes")
+
+
 def assert_same_run(a: Path, b: Path) -> None:
-    """Checkpoints (weights, optimizer, sampler, random states, counters), history, batches and
-    metrics agree bit for bit; only wall times and the config's run directory differ."""
+    """Checkpoints (weights, optimizer, sampler, random states, counters, callbacks' states),
+    history, batches and metrics agree bit for bit; only wall times, the config's run directory
+    and the environment record's process (PROCESS_KEYS) differ."""
     for name in ("last.pt", "best.pt"):
         x, y = (load_checkpoint(run / "checkpoints" / name) for run in (a, b))
         assert x.keys() == y.keys()
-        for key in x.keys() - {"train_seconds", "history", "config_yaml"}:
+        assert "callbacks" in x  # early stopping's and the best checkpoint's state
+        for key in x.keys() - {"train_seconds", "history", "config_yaml", "environment"}:
             assert same(x[key], y[key]), (name, key)
+        records = [
+            {k: v for k, v in s["environment"].items() if k not in PROCESS_KEYS} for s in (x, y)
+        ]
+        assert same(*records), name
         timeless = [
             [{k: v for k, v in row.items() if k != "seconds"} for row in s["history"]]
             for s in (x, y)
@@ -201,6 +212,7 @@ def test_ctrl_c_reports_the_epoch_and_the_resume_command(tmp_path: Path):
     )
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
     assert load_checkpoint(run / "checkpoints" / "last.pt") == {"epoch": 3}
-    # The job log says so, without a traceback: sed.report counts the run as unfinished.
+    # The job log says so, without a traceback, and sed.report counts the run as interrupted
+    # (status.json, sed.runs).
     assert "interrupted after epoch 3" in (run / "smoke.log").read_text()
-    assert collect_runs(run)["status"].tolist() == ["unfinished"]
+    assert collect_runs(run)["status"].tolist() == ["interrupted"]

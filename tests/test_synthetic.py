@@ -25,7 +25,10 @@ from sed.data.synthetic import (
     generate,
     render_clip,
     render_event,
+    renderers,
+    writing,
 )
+from sed.data.synthetic.sources import _design, _Voice
 
 TINY = {"n_train": 3, "n_validation": 3, "n_test": 3, "clip_seconds": 4.0, "sample_rate": 8000}
 
@@ -341,14 +344,14 @@ def test_ensure_skips_equal_params_and_regenerates_otherwise(
     root = tmp_path / "set"
     assert ensure(root, progress=False, **TINY) == root
     before = _files(root)
-    real = synthetic._generate
+    real = writing._generate
 
     def forbidden(*args: object, **kwargs: object) -> Path:
         raise AssertionError("regenerated although the params are equal")
 
-    monkeypatch.setattr(synthetic, "_generate", forbidden)
+    monkeypatch.setattr(writing, "_generate", forbidden)
     ensure(root, progress=False, **{**TINY, "clip_seconds": 4})  # 4 == 4.0
-    monkeypatch.setattr(synthetic, "_generate", real)
+    monkeypatch.setattr(writing, "_generate", real)
     assert _files(root) == before
 
     ensure(root, progress=False, **{**TINY, "n_train": 2})
@@ -377,7 +380,7 @@ def test_interrupted_generation_leaves_no_half_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "set"
-    real = synthetic._render
+    real = writing._render
     calls = []
 
     def flaky(*args: object) -> object:
@@ -386,16 +389,16 @@ def test_interrupted_generation_leaves_no_half_set(
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(synthetic, "_render", flaky)
+    monkeypatch.setattr(writing, "_render", flaky)
     with pytest.raises(KeyboardInterrupt):
         ensure(root, progress=False, **TINY)
     assert not root.exists()
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no temp folder left behind
 
-    monkeypatch.setattr(synthetic, "_render", real)
+    monkeypatch.setattr(writing, "_render", real)
     ensure(root, progress=False, **TINY)
     before = _files(root)
-    monkeypatch.setattr(synthetic, "_render", flaky)
+    monkeypatch.setattr(writing, "_render", flaky)
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
         ensure(root, progress=False, **{**TINY, "seed": 9})
@@ -426,6 +429,66 @@ def test_bad_params_name_the_key(tmp_path: Path, params: dict, key: str) -> None
     with pytest.raises(ValueError, match=key):
         ensure(tmp_path / "set", progress=False, **params)
     assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_train": -1}, r"n_train=-1 must be in \[0, inf\] \(config key data.generate.n_train, "),
+        ({"seed": 1.5}, "seed=1.5 must be an integer .*flag --seed"),
+        ({"n_test": float("inf")}, "n_test=inf must be an integer"),
+        ({"clip_seconds": "4"}, "clip_seconds='4' must be a number .*data.generate.clip_seconds"),
+        ({"empty_fraction": True}, "empty_fraction=True must be a number"),
+        ({"events_per_clip": (4, 2)}, r"events_per_clip=\[4, 2\] must be a pair .*--events-per-"),
+        ({"background": "yes"}, "background='yes' must be true or false .*--background"),
+        ({"colour": "pink"}, r"unknown synthetic dataset parameter\(s\) \['colour'\]"),
+    ],
+)
+def test_check_params_refuses_bad_values_without_disk(params: dict, message: str) -> None:
+    """check_params (what an entry point calls before any run folder exists) names the key."""
+    with pytest.raises(SyntheticError, match=message):
+        synthetic.check_params(**params)
+
+
+def test_params_are_normalised_and_recorded_as_before() -> None:
+    """Values are normalised (4 -> 4.0, 2.0 -> 2, pairs -> tuples); as_dict is synthetic.json's
+    params: every field, in order, pairs as lists."""
+    params = synthetic.check_params(clip_seconds=4, n_train=2.0, snr_db=[0, 10])
+    assert params == synthetic.SyntheticParams(clip_seconds=4.0, n_train=2, snr_db=(0.0, 10.0))
+    assert type(params.clip_seconds) is float and type(params.n_train) is int
+    assert params.as_dict() == {
+        **synthetic.DEFAULTS,
+        "clip_seconds": 4.0,
+        "n_train": 2,
+        "snr_db": [0.0, 10.0],
+        "events_per_clip": [2, 6],
+    }
+    assert list(params.as_dict()) == [
+        "seed",
+        "n_train",
+        "n_validation",
+        "n_test",
+        "clip_seconds",
+        "sample_rate",
+        "snr_db",
+        "events_per_clip",
+        "empty_fraction",
+        "max_polyphony",
+        "background",
+        "sources",
+    ]
+    with pytest.raises(TypeError, match="not both"):
+        generate("unused", params, seed=1)
+
+
+def test_config_generate_block_restates_the_defaults() -> None:
+    """configs/data/synthetic.yaml's generate: block names real fields at their defaults."""
+    from omegaconf import OmegaConf
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "data" / "synthetic.yaml"
+    block = OmegaConf.to_container(OmegaConf.load(path).generate)
+    assert block and set(block) <= set(synthetic.DEFAULTS)
+    assert synthetic.check_params(**block) == synthetic.SyntheticParams()
 
 
 @pytest.mark.parametrize("sources", [False, True])
@@ -492,7 +555,8 @@ def test_cli_no_sources(tmp_path: Path) -> None:
 def test_cli_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         synthetic.main([str(tmp_path / "cli"), "--clip-seconds", "0"])
-    assert exit_info.value.code == 2 and "clip_seconds" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "clip_seconds=0.0 " in err and "--clip-seconds" in err
     assert not (tmp_path / "cli").exists()
 
 
@@ -599,7 +663,7 @@ def test_sources_are_split_by_construction(
             assert clip["heard"].tolist() == scene.heard
 
 
-class _LoggingVoice(synthetic._Voice):
+class _LoggingVoice(_Voice):
     """A voice that records every identity value it draws, per parameter name."""
 
     def __init__(self, *args: object) -> None:
@@ -629,7 +693,7 @@ def test_source_strata_are_disjoint() -> None:
     sr, seed, n_sources = 8000, 5, synthetic.SOURCES_PER_CLASS
     rng = np.random.default_rng(0)
     for label in CLASSES:
-        spec = synthetic._SPECS[label]
+        spec = renderers._SPECS[label]
         drawn: list[dict[str, list[float]]] = []
         for source in [*range(n_sources), None]:
             voice = _LoggingVoice(rng, label, source, seed)
@@ -652,7 +716,7 @@ def test_source_strata_are_disjoint() -> None:
             width = max(b - a for a, b in spans)
             if name in free and len(free[name]) > 3:  # free draws spread far wider
                 assert np.ptp(free[name]) > 2 * width, (label, name)
-    assert synthetic._design(0, "dog", "pitch") != synthetic._design(1, "dog", "pitch")
+    assert _design(0, "dog", "pitch") != _design(1, "dog", "pitch")
 
 
 def _log_band_spectrum(x: np.ndarray, sr: int) -> np.ndarray:

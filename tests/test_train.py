@@ -21,13 +21,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from test_install import check_environment_record
 
+from sed.config_checks import monitor_names
 from sed.evaluate import evaluate
 from sed.features import num_frames
 from sed.inference import ConfigError
 from sed.postprocess import PostProcessing
 from sed.predict import predict
 from sed.report import report
-from sed.train import claim_run_dir, monitor_names, train
+from sed.runs import claim_run_dir
+from sed.train import train
 
 Compose = Callable[..., DictConfig]  # the conftest fixture `compose`
 GOLDEN = json.loads((Path(__file__).parent / "smoke_golden.json").read_text())
@@ -311,6 +313,8 @@ def test_method_comparison_is_one_multirun(sed_root: Path) -> None:
     for job in ("0", "1", "2"):
         run = sweep / job
         assert (run / "metrics.json").is_file() and (run / "smoke.log").is_file()
+        status = json.loads((run / "status.json").read_text())
+        assert (status["status"], status["entry"], status["message"]) == ("finished", "train", None)
         config = OmegaConf.load(run / ".hydra" / "config.yaml")
         p_tf[config.method] = pd.read_csv(run / "batches.csv")["p_tf"]
         assert config.model.label_feedback == (config.method != "baseline")

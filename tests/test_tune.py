@@ -17,6 +17,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from sed import tune  # noqa: E402
+from sed.errors import ConfigError  # noqa: E402
 from sed.report import report  # noqa: E402
 
 Compose = Callable[..., DictConfig]
@@ -45,15 +46,14 @@ def test_killed_search_resumes_to_three_trials(
     search = tmp_path / "search"
     calls: list[int] = []
 
-    def killed_in_trial_1(cfg: DictConfig, on_epoch=None):  # the process dies after an epoch
+    def killed_in_trial_1(cfg: DictConfig, callbacks=()):  # the process dies after an epoch
         calls.append(1)
 
         def hook(epoch: int, row: dict) -> None:
-            on_epoch(epoch, row)
             if cfg.paths.output_dir.endswith("trials/1"):
                 raise KeyboardInterrupt
 
-        return real_train(cfg, on_epoch=hook)
+        return real_train(cfg, on_epoch=hook, callbacks=callbacks)
 
     real_train = tune.train
     monkeypatch.setattr(tune, "train", killed_in_trial_1)
@@ -100,8 +100,9 @@ def test_pruned_trial_is_marked_pruned(tune_cfg: DictConfig, tmp_path: Path) -> 
 def test_unknown_space_key_names_it(tune_cfg: DictConfig, tmp_path: Path) -> None:
     with open_dict(tune_cfg):
         tune_cfg.tune.space = {"sampler.nope": {"low": 0.0, "high": 1.0}}
-    with pytest.raises(KeyError, match=r"tune\.space\.sampler\.nope"):
+    with pytest.raises(ConfigError, match=r"tune\.space\.sampler\.nope"):
         tune.run_search(tune_cfg, tmp_path / "search", [])
+    assert not (tmp_path / "search").exists()  # refused before a study is made
 
 
 @pytest.mark.slow

@@ -13,11 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sed.errors import DatasetError
+
 __all__ = ["DatasetError", "FileDataset", "SequenceDataset", "collate", "window_starts"]
-
-
-class DatasetError(ValueError):
-    """Features, targets and filenames that do not fit together."""
 
 
 def _tensors(

@@ -23,13 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sed.errors import CRNNConfigError
 from sed.models.recurrence import LOOPS, fast_loop, free_run
 
 __all__ = ["CRNN", "CRNNConfigError", "LOOPS", "forcing_mask"]
-
-
-class CRNNConfigError(ValueError):
-    """A CRNN constructor or forward argument out of range; the message names the key."""
 
 
 def forcing_mask(

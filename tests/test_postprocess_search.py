@@ -9,7 +9,7 @@ import pytest
 
 from sed.evaluation import evaluate_events
 from sed.postprocess import PostProcessing, probs_to_events
-from sed.tuning import SearchSpace, TuningError, tune_postprocessing
+from sed.postprocess_search import SearchError, SearchSpace, tune_postprocessing
 
 HOP = 0.02
 CLASSES = ["bell", "hum"]
@@ -206,7 +206,7 @@ def test_er_criterion_minimises() -> None:
 def test_bad_settings_name_the_key(kwargs, key) -> None:
     probs, events, durations = _split(4, n_files=1)
     args = {"start": PostProcessing(), "space": SPACE, "progress": False, **kwargs}
-    with pytest.raises(TuningError, match=key):
+    with pytest.raises(SearchError, match=key):
         if args["space"] == "bad-thresholds":
             SearchSpace(thresholds=(0.0, 0.5))
         tune_postprocessing(probs, events, CLASSES, HOP, durations, **args)
@@ -251,11 +251,11 @@ def test_shift_stage_finds_a_constant_latency() -> None:
 
 def test_shift_grid_may_be_negative_but_not_empty_or_infinite() -> None:
     assert SearchSpace(onset_shift=(-0.1, 0.1)).onset_shift == (-0.1, 0.1)
-    with pytest.raises(TuningError, match=r"tuning\.space\.offset_shift must list"):
+    with pytest.raises(SearchError, match=r"tuning\.space\.offset_shift must list"):
         SearchSpace(offset_shift=())
-    with pytest.raises(TuningError, match=r"tuning\.space\.onset_shift must be finite"):
+    with pytest.raises(SearchError, match=r"tuning\.space\.onset_shift must be finite"):
         SearchSpace(onset_shift=(float("inf"),))
-    with pytest.raises(TuningError, match=r"tuning\.space\.min_gap must be >= 0"):
+    with pytest.raises(SearchError, match=r"tuning\.space\.min_gap must be >= 0"):
         SearchSpace(min_gap=(-0.1,))
 
 
@@ -308,7 +308,7 @@ def test_segment_f1_guard_keeps_short_events(class_thresholds: bool) -> None:
 
 @pytest.mark.parametrize("drop", [-0.1, 1.5, "a lot", True])
 def test_segment_f1_guard_must_be_a_fraction(drop) -> None:
-    from sed.tuning import Tuning
+    from sed.postprocess_search import Tuning
 
-    with pytest.raises(TuningError, match="tuning.max_segment_f1_drop"):
+    with pytest.raises(SearchError, match="tuning.max_segment_f1_drop"):
         Tuning(max_segment_f1_drop=drop)

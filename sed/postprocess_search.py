@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from sed.errors import SearchError
 from sed.evaluation import evaluate_events
 from sed.postprocess import SHIFTS, PostProcessing, probs_to_events
 
@@ -44,7 +45,7 @@ __all__ = [
     "CRITERIA",
     "SearchSpace",
     "Tuning",
-    "TuningError",
+    "SearchError",
     "TuningResult",
     "tune_postprocessing",
 ]
@@ -55,10 +56,6 @@ CRITERIA = {"event_f1": True, "event_er": False, "segment_f1": True, "segment_er
 
 # The search space's non-negative lists (thresholds first), beside the shifts (any sign).
 _SETTINGS = ("thresholds", "median_seconds", "min_duration", "min_gap")
-
-
-class TuningError(ValueError):
-    """A search space or criterion that cannot be used; the message names the key."""
 
 
 @dataclass
@@ -77,13 +74,13 @@ class SearchSpace:
         for name in (*_SETTINGS, *SHIFTS):
             values = [float(v) for v in getattr(self, name)]
             if not values:
-                raise TuningError(f"tuning.space.{name} must list at least one value")
+                raise SearchError(f"tuning.space.{name} must list at least one value")
             if not all(math.isfinite(v) for v in values):
-                raise TuningError(f"tuning.space.{name} must be finite, got {values}")
+                raise SearchError(f"tuning.space.{name} must be finite, got {values}")
             if name == "thresholds" and not all(0.0 < v < 1.0 for v in values):
-                raise TuningError(f"tuning.space.thresholds must lie in (0, 1), got {values}")
+                raise SearchError(f"tuning.space.thresholds must lie in (0, 1), got {values}")
             if name in _SETTINGS[1:] and any(v < 0 for v in values):
-                raise TuningError(f"tuning.space.{name} must be >= 0, got {values}")
+                raise SearchError(f"tuning.space.{name} must be >= 0, got {values}")
             setattr(self, name, tuple(values))
 
 
@@ -103,20 +100,20 @@ class Tuning:
 
     def __post_init__(self) -> None:
         if self.criterion not in CRITERIA:
-            raise TuningError(
+            raise SearchError(
                 f"tuning.criterion must be one of {sorted(CRITERIA)}, got {self.criterion!r}"
             )
         if not isinstance(self.per_class, bool):
-            raise TuningError(f"tuning.per_class must be true or false, got {self.per_class!r}")
+            raise SearchError(f"tuning.per_class must be true or false, got {self.per_class!r}")
         if not isinstance(self.class_thresholds, bool):
-            raise TuningError(
+            raise SearchError(
                 f"tuning.class_thresholds must be true or false, got {self.class_thresholds!r}"
             )
         drop = self.max_segment_f1_drop
         if drop is not None and (
             isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1
         ):
-            raise TuningError(
+            raise SearchError(
                 f"tuning.max_segment_f1_drop must be null or a number in [0, 1], got {drop!r}"
             )
         if isinstance(self.space, Mapping):
@@ -160,7 +157,7 @@ def tune_postprocessing(
     `max_segment_f1_drop`, a candidate whose segment F1 falls more than that below `start`'s
     (overall, or the class's own in the class-wise stages) is never chosen."""
     if criterion not in CRITERIA:
-        raise TuningError(f"tuning.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
+        raise SearchError(f"tuning.criterion must be one of {sorted(CRITERIA)}, got {criterion!r}")
     higher = CRITERIA[criterion]
     space = space or SearchSpace()
     classes = [str(c) for c in classes]
@@ -270,7 +267,7 @@ def tune_postprocessing(
 def _scalar(value: Any, name: str) -> float:
     """The start's setting as one number (the search starts from uniform defaults)."""
     if isinstance(value, Mapping) or np.ndim(value) != 0:
-        raise TuningError(
+        raise SearchError(
             f"postprocess.{name} must be one value when tuning (the search sets it per class), "
             f"got {value!r}"
         )
