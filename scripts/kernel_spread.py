@@ -59,7 +59,11 @@ def smoke(root: Path, caps: dict[str, str], threads: int) -> dict[str, float]:
     }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     numbers.update(
-        {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and "seconds" not in k}
+        {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and "seconds" not in k
+        }
     )
     return numbers
 
@@ -109,7 +113,9 @@ def main() -> int:
     keys = sorted(golden)
     print(f"\n{'number':<42} {'max abs':>10} {'max rel':>10}  (over all settings, vs golden)")
     for key in keys:
-        diffs = [report[label]["vs_golden"][key] for label in report if key in report[label]["vs_golden"]]
+        diffs = [
+            report[label]["vs_golden"][key] for label in report if key in report[label]["vs_golden"]
+        ]
         print(f"{key:<42} {max(d[0] for d in diffs):>10.2e} {max(d[1] for d in diffs):>10.2e}")
     if args.out:
         args.out.write_text(json.dumps({"results": results, "spread": report}, indent=1))

@@ -26,11 +26,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 
+from sed import schemas
 from sed.errors import SedError
 from sed.io import atomic_write
 from sed.runs import RunStatus
 
 log = logging.getLogger(__name__)
+
+# Every entry point imports this module before Hydra composes its config: the config groups'
+# schemas must be in the ConfigStore by then.
+schemas.register()
 
 T = TypeVar("T")
 

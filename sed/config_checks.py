@@ -6,7 +6,6 @@ the config groups built from the config (`build`, `config_model_spec`, `make_sam
 from __future__ import annotations
 
 import math
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sed import schemas
 from sed.callbacks import Callback, default_callbacks
 from sed.checkpoints import build_model, model_spec
 from sed.data import synthetic
@@ -51,7 +51,9 @@ def check_config(cfg: DictConfig) -> TrainerSettings:
     model), each error naming its key; returns the trainer settings."""
     if not _is_type(cfg.seed, int):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
-    check_fields(cfg.trainer, TrainerSettings, "trainer")
+    # Unknown keys and wrong types were refused while composing (sed.schemas); what `+KEY=...`
+    # added past a schema is refused here.
+    schemas.refuse_added_keys(cfg)
     settings: TrainerSettings = build(cfg.trainer, "trainer")
     if settings.max_minutes is not None and settings.max_minutes < 0:
         raise ConfigError(f"trainer.max_minutes must be >= 0 or null, got {settings.max_minutes}")
@@ -92,26 +94,6 @@ def check_data(data: DictConfig) -> None:
         return
     # SyntheticError names the parameter's key (data.generate.NAME).
     synthetic.check_params(**OmegaConf.to_container(generate, resolve=True))
-
-
-def check_fields(node: DictConfig, cls: type, key: str) -> None:
-    """Each key of `node` (but `_target_`) is a field of the dataclass `cls` and has its type."""
-    hints = typing.get_type_hints(cls)
-    for name, value in node.items():
-        if name == "_target_":
-            continue
-        if name not in hints:
-            raise ConfigError(f"{key}.{name} is not a setting; known: {sorted(hints)}")
-        types = typing.get_args(hints[name]) or (hints[name],)
-        if not all(isinstance(t, type) for t in types):
-            continue  # e.g. a Literal: the class checks it
-        if not any(_is_type(value, t) for t in types):
-            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
-            raise ConfigError(f"{key}.{name} must be {wanted}, got {value!r}")
-
-
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_TYPE_NAMES[type(None)] = "null"
 
 
 def _is_type(value: Any, kind: type) -> bool:

@@ -10,6 +10,8 @@ status.json (sed.report reads it): `{"status": "running" | "finished" | "failed"
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import shlex
 import sys
@@ -23,7 +25,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sed.checkpoints import CheckpointError, load_checkpoint, require
+from sed.checkpoints import (
+    CheckpointError,
+    ModelSpecError,
+    load_checkpoint,
+    model_class,
+    require,
+)
 from sed.errors import ConfigError
 from sed.io import write_json
 
@@ -183,6 +191,10 @@ def refuse_changed_config(cfg: DictConfig, state: dict[str, Any], path: Path) ->
         # Trained before configs/callbacks/ existed: with default_callbacks, which the group's
         # default reproduces from the trainer keys compared here.
         new = {k: v for k, v in new.items() if not k.startswith("callbacks.")}
+    # Trained before the groups' schemas filled in every setting (sed.schemas): a key the old
+    # config lacks, holding the schema's default now, is the default the code used then.
+    defaults = schema_defaults(cfg)
+    new = {k: v for k, v in new.items() if k in old or k not in defaults or v != defaults[k]}
     changed = [
         key
         for key in sorted(old.keys() | new.keys())
@@ -202,6 +214,8 @@ def refuse_changed_model(meta: dict[str, Any], state: dict[str, Any], path: Path
     """Refuse to resume when the data give other classes (so another model) than the
     checkpoint `state` (read from `path`) holds."""
     for key in ("classes", "model_spec"):
+        if key == "model_spec" and key in state and _same_spec(state[key], meta[key]):
+            continue
         if key in state and state[key] != meta[key]:
             raise ConfigError(
                 f"trainer.resume=true, but the data give {key} {meta[key]}, while {path} holds "
@@ -210,6 +224,38 @@ def refuse_changed_model(meta: dict[str, Any], state: dict[str, Any], path: Path
 
 
 _ABSENT = object()
+
+
+def schema_defaults(cfg: DictConfig) -> dict[str, Any]:
+    """{"group.key": default} of every group of `cfg` that a sed.schemas schema types."""
+    defaults: dict[str, Any] = {}
+    for group in cfg:
+        node = cfg._get_node(group)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema):
+            tree = OmegaConf.to_container(OmegaConf.structured(schema), throw_on_missing=False)
+            flat = _flatten(tree, f"{group}.")
+            defaults.update({k: v for k, v in flat.items() if v != "???"})
+    return defaults
+
+
+def _same_spec(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The same model: the same class, and the same kwargs where a kwarg one spec lacks is the
+    class's default (a spec stored before the model schema listed every argument)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)) or old.get("target") != new.get(
+        "target"
+    ):
+        return False
+    try:
+        parameters = inspect.signature(model_class(new["target"])).parameters
+    except (ModelSpecError, TypeError, ValueError):
+        return old == new
+    a, b = old.get("kwargs") or {}, new.get("kwargs") or {}
+    for key in a.keys() | b.keys():
+        default = parameters[key].default if key in parameters else _ABSENT
+        if a.get(key, default) != b.get(key, default):
+            return False
+    return True
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -13,6 +13,8 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from sed import schemas
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
@@ -21,6 +23,7 @@ def compose_config(name: str, *overrides: str, hydra_node: bool = False) -> Dict
     """configs/NAME.yaml composed with command-line style `overrides`; with `hydra_node`, the
     `hydra` node (sweeper params, runtime choices) is kept, as Hydra itself sees it."""
     GlobalHydra.instance().clear()
+    schemas.register()  # as every entry point does on import (sed.cli)
     with hydra.initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hydra.compose(name, overrides=list(overrides), return_hydra_config=hydra_node)
 

@@ -127,10 +127,53 @@ def test_time_masks_are_short_and_leave_targets_alone() -> None:
     assert masked > 0
 
 
+def _base_wide(n_files: int = 4, frames: int = 20, bands: int = 12) -> SequenceDataset:
+    rng = np.random.default_rng(1)
+    feats = [rng.standard_normal((frames, bands)).astype(np.float32) for _ in range(n_files)]
+    targets = [np.eye(3, dtype=np.float32)[np.arange(frames) % 3] for _ in range(n_files)]
+    return SequenceDataset(feats, targets, [f"f{i}" for i in range(n_files)], seq_len=frames)
+
+
+def test_filter_is_one_piecewise_linear_curve_over_bands_within_its_range() -> None:
+    base, bands = _base_wide(), 12
+    mean, std = np.linspace(-60, -20, bands), np.linspace(5, 10, bands)
+    data = AugmentedDataset(base, Augment(filter_db=6.0), seed=4, mean=mean, std=std)
+    scale, offset = torch.as_tensor(std).float(), torch.as_tensor(mean).float()
+
+    def as_db(x: torch.Tensor) -> torch.Tensor:
+        return x * scale + offset
+
+    curves = []
+    for i in range(len(base)):
+        item = data[i]
+        delta = as_db(item["features"]) - as_db(base[i]["features"])
+        assert torch.allclose(delta, delta[:1].expand_as(delta), atol=1e-4)  # same every frame
+        curve = delta[0].numpy()
+        assert np.abs(curve).max() <= 6.0 + 1e-4 and np.ptp(curve) > 0.1
+        # piecewise linear with at most 6 segments: the second difference is zero but at knots
+        bends = np.abs(np.diff(curve, 2)) > 1e-3
+        assert 1 <= bends.sum() + 1 <= 6
+        assert torch.equal(item["targets"], base[i]["targets"])
+        curves.append(curve)
+    assert not np.allclose(curves[0], curves[1])
+
+
+def test_filter_leaves_the_other_transforms_draws_as_they_were() -> None:
+    base = _base()
+    plain = AugmentedDataset(base, Augment(shift=True, time_masks=2), seed=3, mean=MEAN, std=STD)
+    filtered = AugmentedDataset(
+        base, Augment(shift=True, time_masks=2, filter_db=3.0), seed=3, mean=MEAN, std=STD
+    )
+    for i in range(len(base)):
+        a, b = plain[i], filtered[i]
+        assert torch.equal(a["targets"], b["targets"])  # the same shift
+        assert torch.equal(a["features"] == 0, b["features"] == 0)  # the same masks
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"mix_prob": 1.5}, {"freq_masks": -1}, {"gain_db": -3}, {"freq_shift_bands": -1},
-     {"time_masks": -2}, {"time_mask_frames": -1}],
+     {"time_masks": -2}, {"time_mask_frames": -1}, {"filter_db": -1.0}, {"filter_bands": 0}],
 )  # fmt: skip
 def test_bad_settings_name_the_key(kwargs) -> None:
     with pytest.raises(ValueError, match=f"augment.{next(iter(kwargs))}"):

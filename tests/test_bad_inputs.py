@@ -28,6 +28,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sed.annotations import AnnotationError
@@ -354,22 +355,40 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
     "train optimizer.lr=-1": (
         lambda w: train(train_config(w, "optimizer.lr=-1")),
         ConfigError,
-        r"^optimizer\.lr must be a number > 0, got -1$",
+        r"^optimizer\.lr must be a number > 0, got -1\.0$",
     ),
+    # A wrong type or an unknown key is refused while the config is composed (sed.schemas):
+    # OmegaConf's message names the key.
     "train optimizer.lr=abc": (
         lambda w: train(train_config(w, "optimizer.lr=abc")),
-        ConfigError,
-        r"^optimizer\.lr must be a number > 0, got 'abc'$",
+        ConfigCompositionException,
+        r"^Error merging override optimizer\.lr=abc\n.*'abc'.*could not be converted to Float"
+        r"\n\s+full_key: optimizer\.lr",
+    ),
+    "train trainer.epoch=3 (a typo)": (
+        lambda w: train(train_config(w, "trainer.epoch=3")),
+        ConfigCompositionException,
+        r"Key 'epoch' not in 'TrainerSettingsSchema'\n\s+full_key: trainer\.epoch",
+    ),
+    "train augment.mix_prob=often": (
+        lambda w: train(train_config(w, "augment.mix_prob=often")),
+        ConfigCompositionException,
+        r"could not be converted to Float\n\s+full_key: augment\.mix_prob",
+    ),
+    "train data.generate.n_train=many": (
+        lambda w: train(train_config(w, "data.generate.n_train=many")),
+        ConfigCompositionException,
+        r"could not be converted to Integer\n\s+full_key: data\.generate\.n_train",
     ),
     "train optimizer.weight_decay=-1": (
         lambda w: train(train_config(w, "optimizer.weight_decay=-1")),
         ConfigError,
-        r"^optimizer: Invalid weight_decay value: -1$",
+        r"^optimizer: Invalid weight_decay value: -1\.0$",
     ),
     "train trainer.max_minutes=-1": (
         lambda w: train(train_config(w, "trainer.max_minutes=-1")),
         ConfigError,
-        r"^trainer\.max_minutes must be >= 0 or null, got -1$",
+        r"^trainer\.max_minutes must be >= 0 or null, got -1\.0$",
     ),
     "train trainer.ema_decay=1.5": (
         lambda w: train(train_config(w, "trainer.ema_decay=1.5")),
@@ -383,8 +402,9 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
     ),
     "train trainer.epochs=abc": (
         lambda w: train(train_config(w, "trainer.epochs=abc")),
-        ConfigError,
-        r"^trainer\.epochs must be an integer, got 'abc'$",
+        ConfigCompositionException,
+        r"^Error merging override trainer\.epochs=abc\n.*could not be converted to Integer"
+        r"\n\s+full_key: trainer\.epochs",
     ),
     "train trainer.epochs=0": (
         lambda w: train(train_config(w, "trainer.epochs=0")),
@@ -394,7 +414,17 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
     "train +trainer.unknown=1": (
         lambda w: train(train_config(w, "+trainer.unknown=1")),
         ConfigError,
-        r"^trainer\.unknown is not a setting; known: \[",
+        r"^trainer\.unknown is not a setting of trainer \(known: _target_, amp, ",
+    ),
+    "train +model.width=3": (
+        lambda w: train(train_config(w, "+model.width=3")),
+        ConfigError,
+        r"^model\.width is not a setting of model \(known: .*dropout",
+    ),
+    "train +tuning.space.thresholdz=[0.5]": (
+        lambda w: train(train_config(w, "+tuning.space.thresholdz=[0.5]")),
+        ConfigError,
+        r"^tuning\.space\.thresholdz is not a setting of tuning\.space \(known: ",
     ),
     "train monitor typo": (
         lambda w: train(train_config(w, "monitor=validation/frame_f2")),
@@ -484,12 +514,20 @@ IN_PROCESS: dict[str, tuple[Callable[[World], object], type[Exception], str]] = 
 }
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    chain = [error]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
 @pytest.mark.parametrize("case", list(IN_PROCESS))
 def test_bad_input_is_refused_naming_the_culprit(world: World, case: str):
     action, error, message = IN_PROCESS[case]
     with pytest.raises(error) as caught:
         action(world)
-    assert re.search(message, str(caught.value)), str(caught.value)
+    text = "\n".join(str(e) for e in _chain(caught.value))  # Hydra's message, then its cause's
+    assert re.search(message, text), text
     assert not pwned(world).exists()  # nothing a checkpoint names was run
 
 
@@ -678,8 +716,16 @@ SUBPROCESS: dict[str, tuple[str, Callable[[World], list[str]], int, str, Callabl
         "sed.train",
         lambda w: ["+experiment=smoke", "optimizer.lr=-1", f"hydra.run.dir={w.tmp / 'train'}"],
         1,
-        r"^sed\.train: error: optimizer\.lr must be a number > 0, got -1\n$",
+        r"^sed\.train: error: optimizer\.lr must be a number > 0, got -1\.0\n$",
         lambda w: not (w.tmp / "train" / "checkpoints").exists(),
+    ),
+    "train: trainer.epochs=abc (refused while composing)": (
+        "sed.train",
+        lambda w: ["+experiment=smoke", "trainer.epochs=abc", f"hydra.run.dir={w.tmp / 'train'}"],
+        1,
+        r"^Error merging override trainer\.epochs=abc\n.*could not be converted to Integer\n"
+        r"\s+full_key: trainer\.epochs\n",
+        lambda w: not (w.tmp / "train").exists(),
     ),
     "train: hydra.run.dir that cannot be written": (
         "sed.train",

@@ -245,7 +245,7 @@ def test_a_sweep_runs_every_job_and_keeps_the_refused_ones_as_failed(tmp_path: P
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "sed.train: error: optimizer.lr must be a number > 0, got -1" in proc.stderr
     assert "Traceback" not in proc.stderr
-    for job, lr in (("0", -1), ("1", -2)):  # the second job ran after the first was refused
+    for job, lr in (("0", -1.0), ("1", -2.0)):  # the second job ran after the first was refused
         record = status_of(sweep / job / STATUS_FILE)
         assert record["status"] == "failed"
         assert record["message"] == f"optimizer.lr must be a number > 0, got {lr}"

@@ -10,6 +10,9 @@ frame targets [T, C]:
 - gain: the whole window louder or quieter by a random number of dB (a recording's level);
 - frequency shift: the mel bands moved up or down by a few bands, a cheap stand-in for a
   source of another pitch or size (the edge band is repeated into the vacated bands);
+- filter: a random smooth gain over frequency, piecewise linear in dB across a few bands
+  (FilterAugment, Nam et al., ICASSP 2022): another microphone, room or source colours the
+  spectrum differently;
 - frequency masks (SpecAugment): random bands set to their mean (0 after normalisation);
 - time masks (SpecAugment): short runs of frames set to their mean. The labels stay as they are,
   so keep the masks shorter than the events (a few frames): a listener still marks a sound as
@@ -44,16 +47,20 @@ class Augment:
     freq_shift_bands: int = 0  # the mel bands move by up to this many bands, up or down
     time_masks: int = 0  # number of time masks per window
     time_mask_frames: int = 5  # each time mask covers up to this many frames
+    filter_db: float = 0.0  # a random filter moves each band by up to +- this many dB
+    filter_bands: int = 6  # the filter is linear over 3 to this many bands of random widths
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ValueError(f"augment.mix_prob must be in [0, 1], got {self.mix_prob!r}")
         for key in (
             "mix_gain_db", "freq_masks", "freq_mask_bands", "gain_db", "freq_shift_bands",
-            "time_masks", "time_mask_frames",
+            "time_masks", "time_mask_frames", "filter_db",
         ):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ValueError(f"augment.{key} must be >= 0, got {getattr(self, key)!r}")
+        if self.filter_bands < 1:
+            raise ValueError(f"augment.filter_bands must be >= 1, got {self.filter_bands!r}")
 
     @property
     def enabled(self) -> bool:
@@ -64,6 +71,7 @@ class Augment:
             or self.gain_db > 0
             or self.freq_shift_bands > 0
             or self.time_masks > 0
+            or self.filter_db > 0
         )
 
 
@@ -111,13 +119,18 @@ class AugmentedDataset(Dataset):
             else 0
         )
         gain_db = float(rng.uniform(-a.gain_db, a.gain_db)) if a.gain_db > 0 else 0.0
-        if shift_bands or gain_db:
+        # The filter draws from a stream of its own, so the other transforms' draws stay the
+        # same with it on or off.
+        tilt = self._filter(item, bands) if a.filter_db > 0 else None
+        if shift_bands or gain_db or tilt is not None:
             db = x[:n] * self.std + self.mean
             if shift_bands > 0:  # up: band b takes band b - k; the lowest bands repeat band 0
                 db = torch.cat([db[:, :1].expand(-1, shift_bands), db[:, :-shift_bands]], 1)
             elif shift_bands < 0:
                 k = -shift_bands
                 db = torch.cat([db[:, k:], db[:, -1:].expand(-1, k)], 1)
+            if tilt is not None:
+                db = db + tilt
             x[:n] = (db + gain_db - self.mean) / self.std
         for _ in range(a.freq_masks):
             width = int(rng.integers(0, min(a.freq_mask_bands, bands) + 1))
@@ -130,6 +143,20 @@ class AugmentedDataset(Dataset):
         out["features"], out["targets"] = x, y
         return out
 
+    def _filter(self, item: int, bands: int) -> torch.Tensor:
+        """A random filter [bands] in dB: knots at the first and last band and at random
+        interior bands (3 to `filter_bands` segments), each a gain in [-filter_db, filter_db],
+        linearly interpolated between them (FilterAugment's "linear" type)."""
+        a = self.augment
+        rng = np.random.default_rng([self.seed, self.epoch, item, _FILTER_STREAM])
+        segments = int(rng.integers(min(3, a.filter_bands), a.filter_bands + 1))
+        segments = max(1, min(segments, bands - 1))
+        inner = np.sort(rng.choice(np.arange(1, bands - 1), segments - 1, replace=False))
+        knots = np.concatenate([[0], inner, [bands - 1]]) if bands > 1 else np.zeros(1)
+        gains = rng.uniform(-a.filter_db, a.filter_db, len(knots))
+        curve = np.interp(np.arange(bands), knots, gains) if bands > 1 else gains[:1]
+        return torch.as_tensor(curve, dtype=torch.float32)
+
     def _mix(self, x: torch.Tensor, other: torch.Tensor, gain_db: float) -> torch.Tensor:
         """Sum of two normalised log-mel windows' powers (10 log10 domain), normalised again."""
         db = x * self.std + self.mean
@@ -138,4 +165,5 @@ class AugmentedDataset(Dataset):
         return (mixed - self.mean) / self.std
 
 
+_FILTER_STREAM = 1  # the filter's random stream: (seed, epoch, item, 1)
 _LN10_10 = float(np.log(10.0) / 10.0)  # 10**(db / 10) = exp(db * ln(10) / 10)
