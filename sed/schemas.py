@@ -261,8 +261,8 @@ def refuse_added_keys(cfg: DictConfig) -> None:
     """Refuse a key that `+group.key=value` added to a group past its schema (OmegaConf refuses
     the rest while composing). A new entry of `callbacks` is allowed (a callback of one's own);
     its settings are then its constructor's to check."""
-    for key in ("augment", "data", "features", "model", "optimizer", "postprocess", "sampler",
-                "scheduler", "trainer", "tuning", "callbacks"):  # fmt: skip
+    _build()
+    for key in sorted({group for group, _ in SCHEMAS}):
         node = cfg.get(key)
         if isinstance(node, DictConfig):
             _refuse_added(node, key, top=key == "callbacks")
