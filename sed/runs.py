@@ -10,7 +10,6 @@ status.json (sed.report reads it): `{"status": "running" | "finished" | "failed"
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import shlex
@@ -25,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sed import schemas
 from sed.checkpoints import (
     CheckpointError,
     ModelSpecError,
@@ -193,7 +193,7 @@ def refuse_changed_config(cfg: DictConfig, state: dict[str, Any], path: Path) ->
         new = {k: v for k, v in new.items() if not k.startswith("callbacks.")}
     # Trained before the groups' schemas filled in every setting (sed.schemas): a key the old
     # config lacks, holding the schema's default now, is the default the code used then.
-    defaults = schema_defaults(cfg)
+    defaults = _flatten(schemas.defaults(cfg))
     new = {k: v for k, v in new.items() if k in old or k not in defaults or v != defaults[k]}
     changed = [
         key
@@ -224,19 +224,6 @@ def refuse_changed_model(meta: dict[str, Any], state: dict[str, Any], path: Path
 
 
 _ABSENT = object()
-
-
-def schema_defaults(cfg: DictConfig) -> dict[str, Any]:
-    """{"group.key": default} of every group of `cfg` that a sed.schemas schema types."""
-    defaults: dict[str, Any] = {}
-    for group in cfg:
-        node = cfg._get_node(group)
-        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-        if schema is not None and dataclasses.is_dataclass(schema):
-            tree = OmegaConf.to_container(OmegaConf.structured(schema), throw_on_missing=False)
-            flat = _flatten(tree, f"{group}.")
-            defaults.update({k: v for k, v in flat.items() if v != "???"})
-    return defaults
 
 
 def _same_spec(old: dict[str, Any], new: dict[str, Any]) -> bool:

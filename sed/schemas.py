@@ -32,7 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sed.errors import ConfigError
 
-__all__ = ["SCHEMAS", "register", "refuse_added_keys", "schema_of"]
+__all__ = ["SCHEMAS", "defaults", "register", "refuse_added_keys", "schema_of"]
 
 _PRIMITIVES = (int, float, bool, str)
 _SEQUENCES = (list, tuple, collections.abc.Sequence)
@@ -255,6 +255,27 @@ def register() -> None:
     store = ConfigStore.instance()
     for (group, name), schema in SCHEMAS.items():
         store.store(group=group, name=name, node=schema)
+
+
+def defaults(cfg: DictConfig) -> dict[str, Any]:
+    """{group: {key: default}} of each group of `cfg` that a schema types (a mandatory setting,
+    which has no default, is left out)."""
+    out: dict[str, Any] = {}
+    for group in cfg:
+        node = cfg._get_node(group)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema):
+            tree = OmegaConf.to_container(OmegaConf.structured(schema), throw_on_missing=False)
+            out[group] = _without_missing(tree)
+    return out
+
+
+def _without_missing(tree: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _without_missing(v) if isinstance(v, dict) else v
+        for k, v in tree.items()
+        if v != MISSING
+    }
 
 
 def refuse_added_keys(cfg: DictConfig) -> None:
